@@ -1,0 +1,36 @@
+# Every target works from a fresh clone: the venv is created and filled on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR):$(CURDIR)/layer
+
+.PHONY: run test up down status venv lint retry trigger invoke bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: venv  ## the local stack in the foreground (Ctrl-C stops all it started)
+	$(PY) -m infra.local.stack run
+
+test: venv  ## the whole suite against real services
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+up: venv
+	$(PY) -m infra.local.stack up
+
+down: venv
+	$(PY) -m infra.local.stack down
+
+status: venv
+	$(PY) -m infra.local.stack status
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m infra.sam_lint
+
+clean:
+	rm -rf .local .pytest_cache .ruff_cache

@@ -1,0 +1,100 @@
+"""booking_api: the Read API (Chalice). Routes parse, call booking_core, and shape the answer.
+
+POST /v1/bookings is the one write entry point: it publishes the request to Kafka and waits for the decision
+in the shared decision store. Every read is served from Redis only.
+Deployed as the Lambda handler `app.app` for API Gateway REST proxy events (payload v1).
+"""
+import json
+import logging
+
+from chalice import Chalice, Response
+
+from booking_core import bootstrap, config, logs
+from booking_core.domain import model
+from booking_core.domain.model import ValidationError, parse_booking_request
+from booking_core.services.submit import IdempotencyKeyReused, submit_booking, valid_booking_key
+
+logs.setup("booking_api")
+log = logging.getLogger(__name__)
+
+app = Chalice(app_name="booking_api")
+app.log.setLevel(logging.WARNING)
+
+STATUS_PATH = "/v1/bookings/requests/{}"
+
+
+@app.middleware("http")
+def answer_outages_with_503(event, get_response):
+    """A store we depend on is down: say so (503, retryable) instead of an opaque 500."""
+    from redis.exceptions import RedisError
+
+    from booking_core.adapters.mysql import DatabaseUnavailable
+
+    try:
+        return get_response(event)
+    except (RedisError, DatabaseUnavailable) as exc:
+        log.error("dependency unavailable", extra={"error": repr(exc)})
+        return _error(503, "service_unavailable", "a backing service is unavailable; retry later",
+                      headers={"Retry-After": "1"})
+
+
+def _error(status: int, error: str, message: str, fields: dict | None = None, headers=None) -> Response:
+    body = {"error": error, "message": message}
+    if fields:
+        body["fields"] = fields
+    return Response(body=body, status_code=status, headers=headers or {})
+
+
+def _decision_response(decision: model.Decision, status_code: int | None = None) -> Response:
+    body = decision.to_dict()
+    status_url = STATUS_PATH.format(decision.booking_key)
+    body["status_url"] = status_url
+    code = status_code or model.http_status_for(decision)
+    headers = {"Location": status_url} if code == 202 else {}
+    return Response(body=body, status_code=code, headers=headers)
+
+
+def _json_body(max_bytes: int):
+    raw = app.current_request.raw_body or b""
+    if len(raw) > max_bytes:
+        raise ValidationError({"body": f"must be at most {max_bytes} bytes"})
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationError({"body": "must be valid JSON"}) from None
+
+
+@app.route("/v1/bookings", methods=["POST"], content_types=["application/json", "text/plain"])
+def create_booking():
+    headers = app.current_request.headers
+    try:
+        idempotency_key = valid_booking_key(headers.get("idempotency-key"))
+        request = parse_booking_request(_json_body(config.max_body_bytes()))
+    except ValidationError as exc:
+        return _error(400, "invalid_request", "the request has invalid fields", exc.errors)
+    with logs.correlated(idempotency_key):
+        try:
+            submission = submit_booking(
+                request, idempotency_key,
+                store=bootstrap.decision_store(), publisher=bootstrap.publisher(),
+                retry_table=bootstrap.retry_table(), requests_topic=config.requests_topic(),
+                timeout_s=config.decision_timeout_s(),
+            )
+        except IdempotencyKeyReused:
+            return _error(422, model.IDEMPOTENCY_KEY_REUSED,
+                          "this Idempotency-Key was already used with a different request body")
+    return _decision_response(submission.decision)
+
+
+@app.route("/v1/bookings/requests/{booking_key}", methods=["GET"])
+def booking_request_status(booking_key):
+    decision = bootstrap.decision_store().get(booking_key)
+    if decision is None:
+        return _error(404, "not_found", f"no booking request with key {booking_key!r}")
+    return _decision_response(decision, 200)
+
+
+@app.route("/health", methods=["GET"])
+def health():
+    bootstrap.decision_store().redis.ping()
+    return {"status": "ok"}

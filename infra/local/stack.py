@@ -1,0 +1,309 @@
+"""The local stack, driven by template.yaml, without Docker.
+
+    python -m infra.local.stack run      # foreground; Ctrl-C stops everything it started
+    python -m infra.local.stack up       # background; returns once the API answers
+    python -m infra.local.stack down     # stops exactly what `up` started
+    python -m infra.local.stack status
+
+It makes sure Kafka (the embedded Tansu broker unless KAFKA_BOOTSTRAP_SERVERS is set), MySQL and Redis answer
+(starting private instances where they are missing), applies migrations, creates the topics, loads the demo
+data, then runs every function of the template with its events: Api → the HTTP API on API_PORT;
+MSK/SelfManagedKafka → a poller process (LOCAL_KAFKA_CONCURRENCY per event); Schedule → a scheduler process.
+Pid files live in .local/run/, one set per API_PORT, so two stacks can run side by side.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from booking_core import config
+from infra.local import services, template
+
+ROOT = services.ROOT
+RUN_DIR = services.LOCAL_DIR / "run"
+LOG_DIR = services.LOCAL_DIR / "logs"
+KAFKA_EVENT_TYPES = ("MSK", "SelfManagedKafka")
+SCHEDULE_TYPES = ("Schedule", "ScheduleV2")
+
+
+def stack_id() -> str:
+    return f"stack-{config.api_port()}"
+
+
+def pid_file() -> Path:
+    return RUN_DIR / f"{stack_id()}.pid"
+
+
+def api_url() -> str:
+    return f"http://127.0.0.1:{config.api_port()}"
+
+
+def api_healthy(timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(api_url() + "/health", timeout=timeout) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "layer"), env.get("PYTHONPATH", "")]).rstrip(
+        os.pathsep)
+    env["KAFKA_BOOTSTRAP_SERVERS"] = config.kafka_bootstrap_or_local()
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+class Stack:
+    def __init__(self, template_path: Path = template.TEMPLATE):
+        self.template_path = template_path
+        self.services: list[services.Started] = []
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.lines: list[str] = []
+        self.run_dir = RUN_DIR / stack_id()
+
+    # -- services --------------------------------------------------------------------------------
+    def start_services(self) -> None:
+        from booking_core.adapters import kafka as kafka_adapter
+        from booking_core.adapters.mysql import migrate
+        from infra.seed import seed
+
+        started = time.monotonic()
+        kafka = services.ensure_kafka()
+        if kafka:
+            self.services.append(kafka)
+            os.environ["KAFKA_BOOTSTRAP_SERVERS"] = kafka.details["bootstrap"]
+            self.lines.append(f"kafka   embedded Tansu on {kafka.details['bootstrap']} (pid {kafka.process.pid})")
+        else:
+            self.lines.append(f"kafka   {config.kafka_bootstrap_servers()} (configured)")
+        for name, ensure in (("mysql", services.ensure_mysql), ("redis", services.ensure_redis)):
+            handle = ensure()
+            if handle:
+                self.services.append(handle)
+        s = config.mysql_settings()
+        mysql_private = any(h.name == "mysql" for h in self.services)
+        redis_private = any(h.name == "redis" for h in self.services)
+        applied = migrate()
+        counts = seed()
+        topics = kafka_adapter.ensure_topics()
+        self.lines.append(f"mysql   {s.host}:{s.port}/{s.database} ({'private instance' if mysql_private else 'running'};"
+                          f" {len(applied)} migrations applied; {counts['users']} users,"
+                          f" {counts['listings']} listings)")
+        self.lines.append(f"redis   {config.redis_url()} prefix {config.redis_prefix()!r}"
+                          f" ({'private instance' if redis_private else 'running'})")
+        self.lines.append("topics  " + ", ".join(f"{t} ({n} partitions)" for t, n in sorted(topics.items())))
+        self.services_s = time.monotonic() - started
+
+    # -- functions -------------------------------------------------------------------------------
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        log_path = LOG_DIR / f"{stack_id()}-{name}.log"
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=child_env(),
+                                       stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.children.append((name, process))
+        self._write_children()
+        return process
+
+    def _write_children(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        pids = {name: p.pid for name, p in self.children}
+        pids.update({h.name: h.process.pid for h in self.services if h.process})
+        (self.run_dir / "children.json").write_text(json.dumps(pids))
+
+    def _wait_ready(self, files: list[Path], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(f.exists() for f in files):
+                return
+            for name, process in self.children:
+                if process.poll() is not None:
+                    raise services.ServiceMissing(f"{name} exited at start; see {LOG_DIR}/{stack_id()}-{name}.log")
+            time.sleep(0.05)
+        missing = [f.name for f in files if not f.exists()]
+        raise services.ServiceMissing(f"not ready after {timeout:.0f}s: {', '.join(missing)}")
+
+    def start_functions(self) -> None:
+        functions = template.functions(self.template_path)
+        shards = int(os.environ.get("LOCAL_KAFKA_CONCURRENCY", "2"))
+        ready: list[Path] = []
+        for ready_file in self.run_dir.glob("ready-*"):
+            ready_file.unlink()
+        api_function = None
+        for function in functions.values():
+            for event in function.events:
+                if event.type in KAFKA_EVENT_TYPES:
+                    for i in range(shards):
+                        name = f"{function.logical_id}-{event.name}-{i}"
+                        ready_file = self.run_dir / f"ready-{name}"
+                        ready.append(ready_file)
+                        self._spawn(name, ["infra.local.poller", function.logical_id, event.name, "--shard",
+                                           f"{i}/{shards}", "--template", str(self.template_path),
+                                           "--ready-file", str(ready_file)])
+                    self.lines.append(f"poller  {function.logical_id} ← {','.join(event.properties.get('Topics', []))}"
+                                      f" (group {event.properties.get('ConsumerGroupId')}, {shards} shards)")
+                elif event.type == "Api":
+                    api_function = function
+            if any(e.type in SCHEDULE_TYPES for e in function.events):
+                name = f"{function.logical_id}-schedule"
+                ready_file = self.run_dir / f"ready-{name}"
+                ready.append(ready_file)
+                self._spawn(name, ["infra.local.scheduler", "--function", function.logical_id,
+                                   "--template", str(self.template_path), "--ready-file", str(ready_file)])
+                exprs = [str(e.properties.get("Schedule")) for e in function.events if e.type in SCHEDULE_TYPES]
+                self.lines.append(f"sched   {function.logical_id} {', '.join(exprs)}")
+        # Consumers are positioned before the API takes its first request, so no request is published
+        # to a topic nobody reads yet.
+        self._wait_ready(ready, 60)
+        if api_function is not None:
+            self._spawn("api", ["infra.local.api", api_function.logical_id, "--template", str(self.template_path)])
+            deadline = time.monotonic() + 30
+            while not api_healthy(0.5):
+                if time.monotonic() > deadline:
+                    raise services.ServiceMissing(f"the API did not answer on {api_url()}")
+                time.sleep(0.05)
+            self.lines.append(f"api     {api_url()} ({api_function.logical_id})")
+
+    def stop(self) -> None:
+        for _, process in reversed(self.children):
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + 10
+        for _, process in self.children:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for handle in reversed(self.services):
+            handle.stop()
+        children = self.run_dir / "children.json"
+        if children.exists():
+            children.unlink()
+
+
+def run(foreground_banner: bool = True) -> int:
+    stack = Stack(Path(os.environ.get("STACK_TEMPLATE", str(template.TEMPLATE))))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    started = time.monotonic()
+    try:
+        stack.start_services()
+        stack.start_functions()
+    except services.ServiceMissing as exc:
+        print(f"stack: {exc}", file=sys.stderr, flush=True)
+        stack.stop()
+        return 1
+    except BaseException:
+        stack.stop()
+        raise
+    print("\n".join(stack.lines), flush=True)
+    print(f"stack up in {time.monotonic() - started:.1f}s: {api_url()} (Ctrl-C to stop)", flush=True)
+    try:
+        while not stop.wait(1.0):
+            dead = [name for name, p in stack.children if p.poll() is not None]
+            if dead:
+                print(f"stack: {', '.join(dead)} exited; stopping", file=sys.stderr, flush=True)
+                break
+    finally:
+        stack.stop()
+        print("stack stopped", flush=True)
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def up(timeout: float = 120) -> int:
+    path = pid_file()
+    if path.exists() and _alive(int(path.read_text())):
+        print(f"already up: {api_url()} (pid {path.read_text().strip()})")
+        return 0
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = LOG_DIR / f"{stack_id()}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "infra.local.stack", "run"], cwd=ROOT, env=child_env_base(),
+                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+    path.write_text(str(process.pid))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            path.unlink(missing_ok=True)
+            print(log_path.read_text().strip().splitlines()[-1] if log_path.stat().st_size else "stack exited",
+                  file=sys.stderr)
+            return 1
+        if "stack up in" in log_path.read_text():
+            print(log_path.read_text().strip())
+            return 0
+        time.sleep(0.1)
+    print(f"stack not up after {timeout:.0f}s; see {log_path}", file=sys.stderr)
+    return 1
+
+
+def child_env_base() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "layer"), env.get("PYTHONPATH", "")]).rstrip(
+        os.pathsep)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def down(timeout: float = 30) -> int:
+    path = pid_file()
+    if not path.exists():
+        print("not running")
+        return 0
+    pid = int(path.read_text())
+    children_file = RUN_DIR / stack_id() / "children.json"
+    children = json.loads(children_file.read_text()) if children_file.exists() else {}
+    services._terminate(pid, timeout)
+    # Anything the stack could not stop itself (it was killed) is stopped here, by its recorded pid.
+    for child_pid in children.values():
+        services._terminate(int(child_pid), 5)
+    path.unlink(missing_ok=True)
+    print("stack stopped")
+    return 0
+
+
+def status() -> int:
+    path = pid_file()
+    running = path.exists() and _alive(int(path.read_text()))
+    print(f"stack   {'up (pid ' + path.read_text().strip() + ')' if running else 'down'}")
+    bootstrap = config.kafka_bootstrap_or_local()
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    print(f"kafka   {bootstrap}: {'answers' if services.port_open(host, int(port)) else 'no answer'}")
+    s = config.mysql_settings()
+    error = services.mysql_answers()
+    print(f"mysql   {s.host}:{s.port}/{s.database}: {'answers' if error is None else error}")
+    error = services.redis_answers(config.redis_url())
+    print(f"redis   {config.redis_url()}: {'answers' if error is None else error}")
+    print(f"api     {api_url()}: {'healthy' if api_healthy() else 'no answer'}")
+    return 0 if running else 3
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["run", "up", "down", "status"])
+    args = parser.parse_args(argv)
+    return {"run": run, "up": up, "down": down, "status": status}[args.command]()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Shared code of the booking platform: domain, services and adapters (shipped as a Lambda layer)."""

@@ -1,0 +1,109 @@
+"""The short-lived decision store in Redis, shared by every API instance.
+
+Per booking key:
+- `{prefix}req:{key}`   hash: status, request_hash, decision (JSON), TTL = DECISION_TTL_S
+- `{prefix}wake:{key}`  list: the listener pushes one token per decision; waiters BLPOP it
+The entry is written *before* the request is published, so a decision can never arrive for a key
+that nobody is watching; the wake list keeps the token even if the waiter has not started waiting yet.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from booking_core import config
+from booking_core.adapters.redis_client import get_redis
+from booking_core.domain.model import PENDING, Decision
+
+# A final decision (confirmed/rejected) is never replaced by a non-final one (pending/queued), so a late
+# "queued" message cannot hide the answer; then wake the waiters.
+_RECORD = """
+local current = redis.call('HGET', KEYS[1], 'status')
+local incoming_final = ARGV[3] == '1'
+if (current == 'confirmed' or current == 'rejected') and not incoming_final then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'decision', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('RPUSH', KEYS[2], '1')
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+return 1
+"""
+
+WAKE_TTL_S = 120
+
+
+class RedisDecisionStore:
+    def __init__(self, client=None, prefix: str | None = None, ttl_s: int | None = None):
+        self._client = client
+        self._prefix = prefix
+        self._ttl_s = ttl_s
+        self._record_script = None
+
+    @property
+    def redis(self):
+        return self._client or get_redis()
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix if self._prefix is not None else config.redis_prefix()
+
+    @property
+    def ttl_s(self) -> int:
+        return self._ttl_s or config.decision_ttl_s()
+
+    def _keys(self, booking_key: str) -> tuple[str, str]:
+        return f"{self.prefix}req:{booking_key}", f"{self.prefix}wake:{booking_key}"
+
+    def claim(self, booking_key: str, request_hash: str) -> tuple[bool, str | None, Decision | None]:
+        """Mark the key pending if it is new. Returns (created, stored request_hash, stored decision)."""
+        entry, _ = self._keys(booking_key)
+        pending = json.dumps({"booking_key": booking_key, "status": PENDING})
+        pipe = self.redis.pipeline()
+        pipe.hsetnx(entry, "request_hash", request_hash)
+        pipe.hmget(entry, "request_hash", "decision")
+        created, (stored_hash, decision_json) = pipe.execute()
+        if created:
+            pipe = self.redis.pipeline()
+            pipe.hsetnx(entry, "status", PENDING)
+            pipe.hsetnx(entry, "decision", pending)
+            pipe.expire(entry, self.ttl_s)
+            pipe.execute()
+            return True, request_hash, None
+        decision = Decision.from_dict(json.loads(decision_json)) if decision_json else None
+        return False, stored_hash, decision
+
+    def record(self, decision: Decision) -> bool:
+        """Store a decision and wake its waiters; False when a final decision was already there."""
+        if self._record_script is None:
+            self._record_script = self.redis.register_script(_RECORD)
+        entry, wake = self._keys(decision.booking_key)
+        return bool(self._record_script(
+            keys=[entry, wake],
+            args=[decision.status, json.dumps(decision.to_dict()), "1" if decision.is_final else "0",
+                  self.ttl_s, WAKE_TTL_S],
+        ))
+
+    def get(self, booking_key: str) -> Decision | None:
+        entry, _ = self._keys(booking_key)
+        decision_json = self.redis.hget(entry, "decision")
+        return Decision.from_dict(json.loads(decision_json)) if decision_json else None
+
+    def wait_decided(self, booking_key: str, timeout_s: float) -> Decision | None:
+        """Block until the key leaves `pending` (decided or queued) or timeout_s passes; return the latest state.
+
+        Woken by BLPOP on the key's wake list, never by polling. A waiter that consumes the token passes it
+        on (RPUSH) so a second waiter on the same key (a client retrying with its Idempotency-Key) wakes too.
+        """
+        entry, wake = self._keys(booking_key)
+        deadline = time.monotonic() + timeout_s
+        decision = self.get(booking_key)
+        while decision is None or decision.status == PENDING:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            popped = self.redis.blpop([wake], timeout=max(remaining, 0.01))
+            decision = self.get(booking_key)
+            if popped is not None and decision is not None and decision.status != PENDING:
+                self.redis.rpush(wake, "1")
+        return decision

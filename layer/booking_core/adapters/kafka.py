@@ -1,0 +1,149 @@
+"""Kafka clients (kafka-python): connection settings, MSK IAM auth, the producer and topic admin."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.net.sasl.oauth import AbstractTokenProvider
+
+from booking_core import config
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker did not answer or acknowledge in time."""
+
+
+class MskIamTokenProvider(AbstractTokenProvider):
+    """OAUTHBEARER tokens for MSK IAM, signed locally from the AWS credentials; cached until near expiry."""
+
+    REFRESH_MARGIN_S = 60
+
+    def __init__(self, region: str, signer=None):
+        super().__init__()
+        self._region = region
+        self._signer = signer
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._lock = threading.Lock()
+
+    def token(self) -> str:
+        with self._lock:
+            if self._token is None or time.time() >= self._expires_at - self.REFRESH_MARGIN_S:
+                signer = self._signer
+                if signer is None:
+                    from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
+
+                    signer = MSKAuthTokenProvider.generate_auth_token
+                token, expiry_ms = signer(self._region)
+                self._token, self._expires_at = token, expiry_ms / 1000.0
+            return self._token
+
+
+def client_settings() -> dict:
+    """Connection settings shared by every client: bootstrap servers, security, fast failure."""
+    settings = {
+        "bootstrap_servers": config.kafka_bootstrap_or_local().split(","),
+        # Without this, a missing broker makes the constructor wait 30 s before failing.
+        "bootstrap_timeout_ms": 5000,
+        "request_timeout_ms": 10000,
+    }
+    if config.kafka_auth() == "iam":
+        settings.update(
+            security_protocol="SASL_SSL",
+            sasl_mechanism="OAUTHBEARER",
+            sasl_oauth_token_provider=MskIamTokenProvider(config.aws_region()),
+        )
+    return settings
+
+
+def producer_settings() -> dict:
+    publish_ms = max(int(config.publish_timeout_s() * 1000), 500)
+    return {
+        **client_settings(),
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 0,
+        # A publish is given up (and the request parked for retry) once publish_ms has passed.
+        "max_block_ms": publish_ms,
+        "request_timeout_ms": publish_ms,
+        "delivery_timeout_ms": publish_ms + 1,
+    }
+
+
+def new_producer() -> KafkaProducer:
+    try:
+        return KafkaProducer(**producer_settings())
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"cannot reach Kafka at {config.kafka_bootstrap_or_local()}: {exc}") from exc
+
+
+class KafkaPublisher:
+    """Keyed JSON publishing with a correlation header; one producer per process, created on first use."""
+
+    def __init__(self, producer_factory=new_producer):
+        self._factory = producer_factory
+        self._producer: KafkaProducer | None = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> KafkaProducer:
+        if self._producer is None:
+            with self._lock:
+                if self._producer is None:
+                    self._producer = self._factory()
+        return self._producer
+
+    def send(self, topic: str, key: str, value: bytes, correlation_id: str | None = None):
+        """Queue a record; returns a future. Call flush() (or .get() the future) to be sure it is written."""
+        headers = [("correlation_id", (correlation_id or key).encode())]
+        try:
+            return self._get().send(topic, key=key.encode(), value=value, headers=headers)
+        except KafkaError as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+
+    def publish(self, topic: str, key: str, value: bytes, correlation_id: str | None = None,
+                timeout_s: float | None = None) -> None:
+        """Send and wait for the broker's acknowledgement (acks=all), or raise BrokerUnavailable."""
+        future = self.send(topic, key, value, correlation_id)
+        try:
+            future.get(timeout=timeout_s or config.publish_timeout_s())
+        except Exception as exc:  # KafkaTimeoutError, KafkaError, concurrent timeout
+            raise BrokerUnavailable(f"publish to {topic} failed: {exc!r}") from exc
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        if self._producer is None:
+            return
+        try:
+            self._producer.flush(timeout=timeout_s or config.publish_timeout_s() * 2)
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"flush failed: {exc!r}") from exc
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=2)
+            self._producer = None
+
+
+def ensure_topics(topics: list[str] | None = None, partitions: int | None = None) -> dict[str, int]:
+    """Create the booking topics if missing; return topic → partition count as the broker reports it."""
+    topics = topics or [config.requests_topic(), config.decisions_topic()]
+    partitions = partitions or config.topic_partitions()
+    try:
+        admin = KafkaAdminClient(**client_settings())
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"cannot reach Kafka at {config.kafka_bootstrap_or_local()}: {exc}") from exc
+    try:
+        for topic in topics:
+            try:
+                admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+            except TopicAlreadyExistsError:
+                pass
+        described = admin.describe_topics(topics)
+        return {t.get("name") or t.get("topic"): len(t["partitions"]) for t in described}
+    finally:
+        admin.close()

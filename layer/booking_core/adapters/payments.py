@@ -1,0 +1,108 @@
+"""Payment provider adapters. The default sandbox follows Stripe's test tokens.
+
+tok_visa, tok_mastercard → succeeded; tok_chargeDeclined, tok_insufficientFunds → declined;
+tok_processingError → TransientPaymentError (retryable). Any other token is declined as invalid.
+Charges are idempotent by key: the same key returns the first result and never charges twice.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Protocol
+
+SUCCEEDED = "succeeded"
+DECLINED = "declined"
+
+SUCCEEDING_TOKENS = frozenset({"tok_visa", "tok_mastercard", "tok_amex"})
+DECLINING_TOKENS = frozenset({"tok_chargeDeclined", "tok_insufficientFunds"})
+TRANSIENT_TOKENS = frozenset({"tok_processingError"})
+
+
+class TransientPaymentError(RuntimeError):
+    """The provider failed in a way that may succeed later (processing error, timeout, outage)."""
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    status: str  # succeeded | declined
+    provider_ref: str
+    decline_code: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == SUCCEEDED
+
+
+class PaymentProvider(Protocol):
+    name: str
+
+    def charge(self, idempotency_key: str, amount_cents: int, currency: str, token: str) -> ChargeResult: ...
+
+
+def sandbox_outcome(token: str, idempotency_key: str) -> ChargeResult:
+    """What the sandbox answers for a token (pure rule, shared by the fake and the MySQL-backed sandbox)."""
+    ref = "ch_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
+    if token in TRANSIENT_TOKENS:
+        raise TransientPaymentError("processing_error: the provider could not process the charge")
+    if token in SUCCEEDING_TOKENS:
+        return ChargeResult(SUCCEEDED, ref)
+    if token in DECLINING_TOKENS:
+        code = "insufficient_funds" if token == "tok_insufficientFunds" else "card_declined"
+        return ChargeResult(DECLINED, ref, code)
+    return ChargeResult(DECLINED, ref, "invalid_token")
+
+
+class InMemorySandboxProvider:
+    """Sandbox with an in-process ledger: for unit tests and the seed-design baseline."""
+
+    name = "sandbox"
+
+    def __init__(self):
+        self.ledger: dict[str, ChargeResult] = {}
+        self.calls = 0
+        self.outage = False
+
+    def charge(self, idempotency_key, amount_cents, currency, token) -> ChargeResult:
+        self.calls += 1
+        if idempotency_key in self.ledger:
+            return self.ledger[idempotency_key]
+        if self.outage:
+            raise TransientPaymentError("provider_unavailable")
+        result = sandbox_outcome(token, idempotency_key)
+        self.ledger[idempotency_key] = result
+        return result
+
+
+class MySqlSandboxProvider:
+    """Sandbox whose ledger lives in MySQL (tables sandbox_charges, sandbox_state), like a provider's servers:
+    idempotency holds across processes and restarts, and an outage can be switched on for tests."""
+
+    name = "sandbox"
+
+    def __init__(self, connections):
+        self._connections = connections
+
+    def charge(self, idempotency_key, amount_cents, currency, token) -> ChargeResult:
+        with self._connections.transaction() as cur:
+            cur.execute("SELECT status, provider_ref FROM sandbox_charges WHERE idempotency_key=%s",
+                        (idempotency_key,))
+            row = cur.fetchone()
+            if row:
+                return ChargeResult(row["status"], row["provider_ref"])
+            cur.execute("SELECT outage FROM sandbox_state WHERE id=1")
+            state = cur.fetchone()
+        if state and state["outage"]:
+            raise TransientPaymentError("provider_unavailable: sandbox outage switched on")
+        result = sandbox_outcome(token, idempotency_key)
+        with self._connections.transaction() as cur:
+            cur.execute(
+                "INSERT IGNORE INTO sandbox_charges (idempotency_key, amount_cents, currency, token, status,"
+                " provider_ref) VALUES (%s, %s, %s, %s, %s, %s)",
+                (idempotency_key, amount_cents, currency, token, result.status, result.provider_ref),
+            )
+        return result
+
+
+def set_sandbox_outage(connections, on: bool) -> None:
+    with connections.transaction() as cur:
+        cur.execute("UPDATE sandbox_state SET outage=%s WHERE id=1", (1 if on else 0,))

@@ -1,0 +1,34 @@
+"""Redis client, created on first use and shared by the threads of a process."""
+from __future__ import annotations
+
+import threading
+
+import redis
+
+from booking_core import config
+
+_clients: dict[str, redis.Redis] = {}
+_lock = threading.Lock()
+
+
+def get_redis(url: str | None = None) -> redis.Redis:
+    url = url or config.redis_url()
+    client = _clients.get(url)
+    if client is None:
+        with _lock:
+            client = _clients.get(url)
+            if client is None:
+                pool = redis.BlockingConnectionPool.from_url(
+                    url, max_connections=256, timeout=5, socket_connect_timeout=2, health_check_interval=30,
+                    decode_responses=True,
+                )
+                client = _clients[url] = redis.Redis(connection_pool=pool)
+    return client
+
+
+def reset_clients() -> None:
+    """Drop cached clients (tests that change REDIS_URL)."""
+    with _lock:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()

@@ -1,0 +1,83 @@
+"""Wiring: builds the real adapters on first use and reuses them across warm invocations.
+
+Tests swap any of them with `override(name, obj)` and restore with `reset()`.
+"""
+from __future__ import annotations
+
+import threading
+
+from booking_core import config
+
+_instances: dict[str, object] = {}
+_lock = threading.RLock()  # factories call other getters
+
+
+def _get(name: str, factory):
+    obj = _instances.get(name)
+    if obj is None:
+        with _lock:
+            obj = _instances.get(name)
+            if obj is None:
+                obj = _instances[name] = factory()
+    return obj
+
+
+def override(name: str, obj) -> None:
+    _instances[name] = obj
+
+
+def reset() -> None:
+    publisher = _instances.get("publisher")
+    _instances.clear()
+    if publisher is not None and hasattr(publisher, "close"):
+        publisher.close()
+
+
+def connections():
+    from booking_core.adapters.mysql import ConnectionHolder
+
+    return _get("connections", ConnectionHolder)
+
+
+def booking_repository():
+    from booking_core.adapters.mysql_bookings import MySqlBookingRepository
+
+    return _get("booking_repository", lambda: MySqlBookingRepository(connections()))
+
+
+def retry_table():
+    from booking_core.adapters.mysql_bookings import MySqlRetryTable
+
+    return _get("retry_table", lambda: MySqlRetryTable(connections()))
+
+
+def payment_provider():
+    def build():
+        from booking_core.adapters import payments
+
+        name = config.payment_provider()
+        if name == "sandbox":
+            return payments.MySqlSandboxProvider(connections())
+        if name == "sandbox-memory":
+            return payments.InMemorySandboxProvider()
+        raise ValueError(f"unknown PAYMENT_PROVIDER {name!r}")
+
+    return _get("payment_provider", build)
+
+
+def publisher():
+    from booking_core.adapters.kafka import KafkaPublisher
+
+    return _get("publisher", KafkaPublisher)
+
+
+def decision_store():
+    from booking_core.adapters.decision_store import RedisDecisionStore
+
+    return _get("decision_store", RedisDecisionStore)
+
+
+def mailer():
+    from booking_core.adapters.mail import build_mailer
+
+    return _get("mailer", build_mailer)

@@ -1,0 +1,154 @@
+"""Settings, read from the environment on every call so tests and two stacks side by side can differ.
+
+Local defaults match the local stack (infra/local). Nothing here connects to anything.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def _int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))
+
+
+def _float(name: str, default: float) -> float:
+    return float(_env(name, str(default)))
+
+
+@dataclass(frozen=True)
+class MySqlSettings:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    connect_timeout: float
+
+
+def mysql_settings() -> MySqlSettings:
+    """MYSQL_* variables; a DB_SECRET_ARN (Secrets Manager) overrides user/password/host when set."""
+    settings = MySqlSettings(
+        host=_env("MYSQL_HOST", "127.0.0.1"),
+        port=_int("MYSQL_PORT", 3306),
+        user=_env("MYSQL_USER", "root"),
+        password=os.environ.get("MYSQL_PASSWORD", ""),
+        database=_env("MYSQL_DATABASE", "booking"),
+        connect_timeout=_float("MYSQL_CONNECT_TIMEOUT_S", 3.0),
+    )
+    secret_arn = os.environ.get("DB_SECRET_ARN")
+    if secret_arn:
+        from booking_core.adapters.secrets import apply_db_secret
+
+        settings = apply_db_secret(settings, secret_arn)
+    return settings
+
+
+def redis_url() -> str:
+    return _env("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def redis_prefix() -> str:
+    """Every Redis key of ours starts with this, so stacks and test runs never touch each other's keys."""
+    return _env("REDIS_PREFIX", "bk:")
+
+
+def kafka_bootstrap_servers() -> str | None:
+    """None means: no broker configured, the local stack starts its embedded one."""
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None
+
+
+def kafka_bootstrap_or_local() -> str:
+    return kafka_bootstrap_servers() or f"127.0.0.1:{kafka_port()}"
+
+
+def kafka_port() -> int:
+    """Port of the embedded broker when KAFKA_BOOTSTRAP_SERVERS is not set."""
+    return _int("KAFKA_PORT", 9092)
+
+
+def kafka_auth() -> str:
+    """'plaintext' locally, 'iam' for MSK IAM (SASL_SSL + OAUTHBEARER)."""
+    return _env("KAFKA_AUTH", "plaintext").lower()
+
+
+def aws_region() -> str:
+    return _env("AWS_REGION", _env("AWS_DEFAULT_REGION", "us-east-1"))
+
+
+def requests_topic() -> str:
+    return _env("BOOKING_REQUESTS_TOPIC", "booking-requests")
+
+
+def decisions_topic() -> str:
+    return _env("BOOKING_DECISIONS_TOPIC", "booking-decisions")
+
+
+def topic_partitions() -> int:
+    return _int("KAFKA_TOPIC_PARTITIONS", 6)
+
+
+def publish_timeout_s() -> float:
+    """How long the API waits for the broker to acknowledge a request before queueing it for retry."""
+    return _float("PUBLISH_TIMEOUT_S", 3.0)
+
+
+def decision_timeout_s() -> float:
+    """How long POST /v1/bookings waits for the decision before answering 202 pending."""
+    return _float("DECISION_TIMEOUT_S", 8.0)
+
+
+def decision_ttl_s() -> int:
+    """How long the decision store keeps a request's status (the status endpoint reads it)."""
+    return _int("DECISION_TTL_S", 7 * 24 * 3600)
+
+
+def api_port() -> int:
+    return _int("API_PORT", 8000)
+
+
+def api_base_path() -> str:
+    return _env("API_BASE_PATH", "")
+
+
+def max_body_bytes() -> int:
+    return _int("MAX_BODY_BYTES", 16 * 1024)
+
+
+def payment_provider() -> str:
+    return _env("PAYMENT_PROVIDER", "sandbox")
+
+
+def payment_quick_retries() -> int:
+    """In-process retries of a transient payment failure before the request is parked for the nightly run."""
+    return _int("PAYMENT_QUICK_RETRIES", 2)
+
+
+def retry_max_attempts() -> int:
+    return _int("RETRY_MAX_ATTEMPTS", 5)
+
+
+def retry_base_delay_s() -> float:
+    return _float("RETRY_BASE_DELAY_S", 60.0)
+
+
+def mail_mode() -> str:
+    """'outbox' writes .eml files to MAIL_OUTBOX_DIR, 'ses' sends through Amazon SES, 'off' sends nothing."""
+    return _env("MAIL_MODE", "outbox")
+
+
+def mail_outbox_dir() -> str:
+    return _env("MAIL_OUTBOX_DIR", os.path.join(os.getcwd(), ".local", "outbox"))
+
+
+def mail_sender() -> str:
+    return _env("MAIL_SENDER", "bookings@example.com")
+
+
+def log_level() -> str:
+    return _env("LOG_LEVEL", "INFO")

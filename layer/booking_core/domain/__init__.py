@@ -1,0 +1,1 @@
+"""Plain-Python domain: no client library is imported below this package."""

@@ -1,0 +1,192 @@
+"""Booking commands, decisions and the rules that need no storage."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+MAX_NIGHTS = 30
+MAX_GUESTS = 50
+
+CONFIRMED = "confirmed"
+REJECTED = "rejected"
+PENDING = "pending"
+QUEUED = "queued"
+FINAL_STATUSES = frozenset({CONFIRMED, REJECTED})
+
+# Rejection reasons (the API maps them to HTTP status codes).
+UNAVAILABLE = "unavailable"
+PAYMENT_DECLINED = "payment_declined"
+UNKNOWN_USER = "unknown_user"
+UNKNOWN_LISTING = "unknown_listing"
+LISTING_INACTIVE = "listing_inactive"
+TOO_MANY_GUESTS = "too_many_guests"
+INVALID_REQUEST = "invalid_request"
+IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+
+
+class ValidationError(ValueError):
+    """Bad input; `errors` maps each offending field to why."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class RequestBooking:
+    """Command: book `listing_id` for `user_id` from check_in (inclusive) to check_out (exclusive)."""
+
+    user_id: int
+    listing_id: int
+    check_in: dt.date
+    check_out: dt.date
+    guests: int
+    payment_token: str
+
+    @property
+    def nights(self) -> int:
+        return (self.check_out - self.check_in).days
+
+    def night_dates(self) -> list[dt.date]:
+        return [self.check_in + dt.timedelta(days=i) for i in range(self.nights)]
+
+    def to_dict(self) -> dict:
+        return {
+            "user_id": self.user_id,
+            "listing_id": self.listing_id,
+            "check_in": self.check_in.isoformat(),
+            "check_out": self.check_out.isoformat(),
+            "guests": self.guests,
+            "payment_token": self.payment_token,
+        }
+
+    def fingerprint(self) -> str:
+        """Stable hash of the request body: same Idempotency-Key with another body is detected by it."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+_FIELDS = {
+    "user_id": int,
+    "listing_id": int,
+    "check_in": str,
+    "check_out": str,
+    "guests": int,
+    "payment_token": str,
+}
+
+
+def _positive_int(value, name: str, errors: dict[str, str], maximum: int | None = None) -> int | None:
+    # bool is an int subclass: {"guests": true} must be refused, not read as 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        errors[name] = "must be an integer"
+        return None
+    if value < 1:
+        errors[name] = "must be at least 1"
+        return None
+    if maximum is not None and value > maximum:
+        errors[name] = f"must be at most {maximum}"
+        return None
+    return value
+
+
+def _date(value, name: str, errors: dict[str, str]) -> dt.date | None:
+    if not isinstance(value, str):
+        errors[name] = "must be a date string YYYY-MM-DD"
+        return None
+    try:
+        return dt.date.fromisoformat(value) if len(value) == 10 else _bad_date()
+    except ValueError:
+        errors[name] = "must be a valid date YYYY-MM-DD"
+        return None
+
+
+def _bad_date():
+    raise ValueError("not YYYY-MM-DD")
+
+
+def parse_booking_request(body, today: dt.date | None = None) -> RequestBooking:
+    """Validate a decoded JSON body into a RequestBooking, or raise ValidationError naming every bad field."""
+    if not isinstance(body, dict):
+        raise ValidationError({"body": "must be a JSON object"})
+    errors: dict[str, str] = {}
+    for name in body.keys() - _FIELDS.keys():
+        errors[str(name)] = "unknown field"
+    for name in _FIELDS.keys() - body.keys():
+        errors[name] = "is required"
+
+    user_id = _positive_int(body["user_id"], "user_id", errors) if "user_id" in body else None
+    listing_id = _positive_int(body["listing_id"], "listing_id", errors) if "listing_id" in body else None
+    guests = _positive_int(body["guests"], "guests", errors, MAX_GUESTS) if "guests" in body else None
+    check_in = _date(body["check_in"], "check_in", errors) if "check_in" in body else None
+    check_out = _date(body["check_out"], "check_out", errors) if "check_out" in body else None
+    token = body.get("payment_token")
+    if "payment_token" in body and (not isinstance(token, str) or not token.strip() or len(token) > 200):
+        errors["payment_token"] = "must be a non-empty string of at most 200 characters"
+
+    today = today or dt.datetime.now(dt.UTC).date()
+    if check_in and check_in < today:
+        errors["check_in"] = "must not be in the past"
+    if check_in and check_out:
+        nights = (check_out - check_in).days
+        if nights < 1:
+            errors["check_out"] = "must be after check_in"
+        elif nights > MAX_NIGHTS:
+            errors["check_out"] = f"stay must be at most {MAX_NIGHTS} nights"
+    if errors:
+        raise ValidationError(errors)
+    return RequestBooking(user_id, listing_id, check_in, check_out, guests, token)
+
+
+def stay_amount_cents(nightly_price_cents: int, nights: int) -> int:
+    return nightly_price_cents * nights
+
+
+@dataclass
+class Decision:
+    """Event: the outcome of one booking request, keyed by its booking_key."""
+
+    booking_key: str
+    status: str
+    reason: str | None = None
+    booking_id: int | None = None
+    payment_id: int | None = None
+    amount_cents: int | None = None
+    currency: str | None = None
+    detail: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def to_dict(self) -> dict:
+        data = {k: v for k, v in asdict(self).items() if v is not None and k != "extra"}
+        data.update(self.extra)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Decision:
+        known = {k: data.get(k) for k in ("booking_key", "status", "reason", "booking_id", "payment_id",
+                                          "amount_cents", "currency", "detail")}
+        extra = {k: v for k, v in data.items() if k not in known and k not in ("type", "version")}
+        return cls(**known, extra=extra)
+
+    @classmethod
+    def rejected(cls, booking_key: str, reason: str, detail: str | None = None) -> Decision:
+        return cls(booking_key=booking_key, status=REJECTED, reason=reason, detail=detail)
+
+
+def http_status_for(decision: Decision) -> int:
+    """The API's answer code for a decision."""
+    if decision.status == CONFIRMED:
+        return 201
+    if decision.status in (PENDING, QUEUED):
+        return 202
+    return {
+        UNAVAILABLE: 409,
+        PAYMENT_DECLINED: 402,
+        INVALID_REQUEST: 400,
+    }.get(decision.reason, 422)

@@ -1,0 +1,103 @@
+"""Per-record processing of Lambda Kafka batches: one bad record never blocks its partition.
+
+A record that cannot be read is answered with a `rejected`/`invalid_request` decision when it has a key, or
+logged (with its position and raw value) and counted when it has none. Outages raise, so Lambda retries the
+whole batch; every step is idempotent, so the retried records change nothing twice.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+from booking_core.adapters.kafka import BrokerUnavailable
+from booking_core.adapters.mysql import DatabaseUnavailable
+from booking_core.domain import messages, model
+from booking_core.domain.model import Decision, ValidationError
+from booking_core.kafka_event import KafkaRecord, parse_record, raw_records
+from booking_core.logs import correlated
+from booking_core.services.decide import decide_booking
+
+log = logging.getLogger(__name__)
+
+OUTAGES = (DatabaseUnavailable, BrokerUnavailable)
+
+
+@dataclass
+class BatchSummary:
+    counts: Counter = field(default_factory=Counter)
+
+    def to_dict(self) -> dict:
+        return dict(self.counts)
+
+
+def _records(event: dict, summary: BatchSummary):
+    for raw in raw_records(event):
+        try:
+            yield parse_record(raw)
+        except (KeyError, ValueError, TypeError) as exc:
+            summary.counts["unreadable"] += 1
+            log.error("unreadable Kafka record skipped", extra={"raw_record": str(raw)[:2000], "error": str(exc)})
+
+
+def _log_unkeyed(record: KafkaRecord, errors: dict, summary: BatchSummary) -> None:
+    summary.counts["invalid_without_key"] += 1
+    log.error("invalid record without a key: logged and skipped", extra={
+        "position": record.position, "errors": errors,
+        "value_b64": base64.b64encode(record.value or b"").decode()[:2000]})
+
+
+def process_booking_requests(event: dict, repo, payments, publisher, decisions_topic: str,
+                             quick_retries: int = 2, on_confirmed=None) -> dict:
+    """payment_fn's batch: decide each request and publish its decision with the request's key."""
+    summary = BatchSummary()
+    for record in _records(event, summary):
+        correlation = record.header(messages.CORRELATION_HEADER) or record.key
+        with correlated(correlation):
+            try:
+                request, _attempt = messages.decode_request(record.key, record.value)
+            except ValidationError as exc:
+                if not record.key:
+                    _log_unkeyed(record, exc.errors, summary)
+                    continue
+                log.warning("invalid booking request", extra={"position": record.position, "errors": exc.errors})
+                decision = Decision.rejected(record.key, model.INVALID_REQUEST, str(exc))
+                summary.counts["invalid"] += 1
+            else:
+                try:
+                    decision = decide_booking(record.key, request, repo, payments, quick_retries)
+                except OUTAGES:
+                    raise
+                except Exception as exc:  # a bug must not block the partition: park the request instead
+                    log.exception("unexpected error deciding a request; parked for retry",
+                                  extra={"position": record.position})
+                    decision = repo.park(record.key, request, None, "internal_error", repr(exc))
+                summary.counts[decision.status] += 1
+                if decision.status == model.CONFIRMED and on_confirmed is not None:
+                    on_confirmed(decision, request)
+            log.info("decided", extra={"status": decision.status, "reason": decision.reason,
+                                       "position": record.position})
+            publisher.send(decisions_topic, record.key, messages.encode_decision(decision), correlation)
+    # Offsets are committed by the event source only when we return: make sure every decision is written.
+    publisher.flush()
+    return summary.to_dict()
+
+
+def process_decisions(event: dict, store) -> dict:
+    """Decisions listener's batch: store each decision (TTL) and wake whoever waits for its key."""
+    summary = BatchSummary()
+    for record in _records(event, summary):
+        with correlated(record.header(messages.CORRELATION_HEADER) or record.key):
+            try:
+                decision = messages.decode_decision(record.value)
+            except ValidationError as exc:
+                _log_unkeyed(record, exc.errors, summary)
+                continue
+            if record.key and record.key != decision.booking_key:
+                log.error("decision key mismatch; stored under the record key",
+                          extra={"position": record.position, "value_key": decision.booking_key})
+                decision.booking_key = record.key
+            stored = store.record(decision)
+            summary.counts["stored" if stored else "kept_final"] += 1
+    return summary.to_dict()

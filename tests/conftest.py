@@ -1,0 +1,133 @@
+"""Test settings and the real services the integration suite runs on.
+
+Every run gets its own MySQL database, Redis key prefix, Kafka broker port and API port, so the suite never
+touches a person's running stack (or another run's data) and never flushes keys it does not own.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS_DIR = ROOT / "infra" / "events"
+RUN_ID = f"{os.getpid()}"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# Set before any booking_core code reads its configuration.
+os.environ.update({
+    "MYSQL_DATABASE": f"booking_test_{RUN_ID}",
+    "REDIS_PREFIX": f"test:{RUN_ID}:",
+    "KAFKA_PORT": str(_free_port()),
+    "API_PORT": str(_free_port()),
+    "MAIL_MODE": "outbox",
+    "MAIL_OUTBOX_DIR": str(ROOT / ".local" / f"outbox-test-{RUN_ID}"),
+    "LOG_LEVEL": os.environ.get("TEST_LOG_LEVEL", "WARNING"),
+    "AWS_DEFAULT_REGION": "us-east-1",
+})
+os.environ.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+os.environ.pop("DB_SECRET_ARN", None)
+
+
+def load_event(name: str) -> dict:
+    """A sample event from infra/events (the same files `invoke` uses)."""
+    return json.loads((EVENTS_DIR / name).read_text())
+
+
+@pytest.fixture(scope="session")
+def mysql_db():
+    """This run's own database, migrated and seeded; dropped at the end."""
+    from booking_core import config
+    from booking_core.adapters.mysql import drop_database, migrate
+    from infra.local import services
+    from infra.seed import seed
+
+    error = services.mysql_answers()
+    if error:
+        pytest.fail(f"MariaDB is not reachable ({error}); .ci/run starts it")
+    settings = config.mysql_settings()
+    migrate(settings)
+    seed(settings)
+    yield settings
+    drop_database(settings)
+
+
+@pytest.fixture(scope="session")
+def redis_client():
+    """A client for the shared Redis; at the end only keys under this run's prefix are deleted."""
+    from booking_core import config
+    from booking_core.adapters.redis_client import get_redis
+
+    client = get_redis()
+    client.ping()
+    yield client
+    for key in client.scan_iter(match=config.redis_prefix() + "*", count=1000):
+        client.delete(key)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    """A private embedded Tansu broker for this run, with the booking topics created."""
+    from booking_core import config
+    from booking_core.adapters.kafka import ensure_topics
+    from infra.local import services
+
+    broker = services.start_tansu(config.kafka_port(), ROOT / ".local" / "logs" / f"tansu-test-{RUN_ID}.log")
+    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.details["bootstrap"]
+    ensure_topics()
+    yield broker.details["bootstrap"]
+    broker.stop()
+
+
+def _pytest_stack_env() -> dict:
+    from infra.local.stack import child_env_base
+
+    return child_env_base()
+
+
+@pytest.fixture(scope="session")
+def stack(mysql_db, redis_client, kafka_broker):
+    """The local stack (template-driven: API, pollers, schedulers) against this run's services."""
+    from booking_core import config
+
+    env = _pytest_stack_env()
+    log_path = ROOT / ".local" / "logs" / f"stack-test-{RUN_ID}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "wb")
+    process = subprocess.Popen([sys.executable, "-m", "infra.local.stack", "run"], cwd=ROOT, env=env,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while "stack up in" not in log_path.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("local stack did not start:\n" + log_path.read_text()[-3000:])
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{config.api_port()}"
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+    log.close()
+
+
+@pytest.fixture
+def http(stack):
+    """A small JSON HTTP client bound to the test stack's API."""
+    from tests.support import HttpClient
+
+    return HttpClient(stack)

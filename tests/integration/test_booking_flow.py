@@ -1,0 +1,250 @@
+"""The booking flow end to end on the real broker, MariaDB and Redis, through the template-driven local stack."""
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from booking_core import config
+from booking_core.adapters.mysql import connect
+from tests.support import booking_body, future_stay
+
+pytestmark = pytest.mark.integration
+
+
+def rows(sql: str, *args) -> list[dict]:
+    conn = connect(config.mysql_settings())
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_booking_is_confirmed_over_http_with_its_rows_in_mysql(http):
+    body = booking_body(listing_id=3, nights=2)
+    response = http.post("/v1/bookings", body)
+    assert response.status == 201, response.body
+    decision = response.body
+    assert decision["status"] == "confirmed"
+    price = rows("SELECT nightly_price_cents FROM listings WHERE id=3")[0]["nightly_price_cents"]
+    assert decision["amount_cents"] == 2 * price
+    (booking,) = rows("SELECT * FROM bookings WHERE booking_key=%s", decision["booking_key"])
+    assert (booking["id"], booking["status"], booking["listing_id"]) == (decision["booking_id"], "confirmed", 3)
+    (payment,) = rows("SELECT * FROM payments WHERE booking_key=%s", decision["booking_key"])
+    assert (payment["id"], payment["status"], payment["amount_cents"]) == (
+        decision["payment_id"], "captured", decision["amount_cents"])
+    status = http.get(decision["status_url"])
+    assert status.status == 200 and status.body["booking_id"] == decision["booking_id"]
+
+
+def _race(http, listing_ids: list[int], clients_per_listing: int) -> dict[int, list]:
+    """clients_per_listing clients per listing ask at once for overlapping stays (each its own key)."""
+    stays = {lid: future_stay(3) for lid in listing_ids}
+    jobs = []
+    for lid in listing_ids:
+        start = dt.date.fromisoformat(stays[lid][0])
+        for i in range(clients_per_listing):
+            check_in = start + dt.timedelta(days=i % 2)  # two shapes of overlap: same dates and shifted
+            body = booking_body(listing_id=lid, user_id=1 + i % 20, guests=1,
+                                stay=(check_in.isoformat(), (check_in + dt.timedelta(days=3)).isoformat()))
+            jobs.append((lid, f"race-{lid}-{i}-{uuid.uuid4().hex[:8]}", body))
+    with ThreadPoolExecutor(max_workers=min(len(jobs), 100)) as pool:
+        answers = list(pool.map(lambda job: (job[0], job[1], http.post("/v1/bookings", job[2], headers={
+            "Idempotency-Key": job[1]})), jobs))
+    by_listing: dict[int, list] = {}
+    for lid, key, response in answers:
+        by_listing.setdefault(lid, []).append((key, response))
+    return by_listing
+
+
+def _assert_exactly_one_confirmed(by_listing):
+    for lid, answers in by_listing.items():
+        codes = sorted(r.status for _, r in answers)
+        assert codes.count(201) == 1, (lid, codes)
+        assert codes.count(409) == len(answers) - 1, (lid, codes)
+        for key, response in answers:  # each client got the decision for its own key
+            assert response.body["booking_key"] == key
+        confirmed_key = next(k for k, r in answers if r.status == 201)
+        db = rows("SELECT booking_key FROM bookings WHERE listing_id=%s AND status='confirmed'"
+                  " AND booking_key LIKE %s", lid, f"race-{lid}-%")
+        assert [r["booking_key"] for r in db] == [confirmed_key]
+
+
+def test_fifty_clients_racing_for_one_listing_get_one_confirmation_and_forty_nine_409s(http):
+    _assert_exactly_one_confirmed(_race(http, [11], 50))
+
+
+def test_fifty_clients_on_each_of_ten_listings_at_once_get_one_confirmation_per_listing(http):
+    _assert_exactly_one_confirmed(_race(http, list(range(12, 22)), 50))
+
+
+def test_a_declined_card_gets_402_and_leaves_no_confirmed_booking_or_captured_payment(http):
+    response = http.post("/v1/bookings", booking_body(listing_id=4, token="tok_chargeDeclined"))
+    assert response.status == 402 and response.body["reason"] == "payment_declined"
+    key = response.body["booking_key"]
+    assert [r["status"] for r in rows("SELECT status FROM bookings WHERE booking_key=%s", key)] == ["released"]
+    assert [r["status"] for r in rows("SELECT status FROM payments WHERE booking_key=%s", key)] == ["declined"]
+
+
+@pytest.mark.parametrize("body_change,reason", [
+    ({"user_id": 9999}, "unknown_user"), ({"listing_id": 9999}, "unknown_listing"), ({"guests": 40}, "too_many_guests")])
+def test_business_refusals_get_422_with_their_reason(http, body_change, reason):
+    response = http.post("/v1/bookings", {**booking_body(listing_id=5), **body_change})
+    assert (response.status, response.body["reason"]) == (422, reason)
+
+
+def test_the_same_idempotency_key_and_body_get_the_same_answer_and_one_booking(http):
+    body, key = booking_body(listing_id=6), f"idem-{uuid.uuid4().hex}"
+    first = http.post("/v1/bookings", body, headers={"Idempotency-Key": key})
+    second = http.post("/v1/bookings", body, headers={"Idempotency-Key": key})
+    assert first.status == second.status == 201
+    assert first.body == second.body
+    assert len(rows("SELECT id FROM bookings WHERE booking_key=%s", key)) == 1
+
+
+def test_the_same_idempotency_key_with_another_body_gets_422(http):
+    key = f"idem-{uuid.uuid4().hex}"
+    assert http.post("/v1/bookings", booking_body(listing_id=6), headers={"Idempotency-Key": key}).status == 201
+    other = http.post("/v1/bookings", booking_body(listing_id=6), headers={"Idempotency-Key": key})
+    assert (other.status, other.body["error"]) == (422, "idempotency_key_reused")
+
+
+@pytest.mark.parametrize("raw,field", [
+    (b"{not json", "body"), (b'{"user_id": 1}', "listing_id"), (b"x" * 20000, "body"), (b"[]", "body")])
+def test_invalid_input_gets_400_with_the_field_named(http, raw, field):
+    response = http.request("POST", "/v1/bookings", raw=raw)
+    assert response.status == 400 and field in response.body["fields"]
+
+
+def test_an_unknown_request_key_is_404(http):
+    assert http.get("/v1/bookings/requests/never-seen").status == 404
+
+
+def test_the_app_object_is_a_lambda_handler_for_api_gateway_rest_proxy_events(stack):
+    import json
+
+    from booking_api.app import app
+    from tests.conftest import load_event
+
+    event = load_event("booking_api/api_gateway_get_request_status.json")
+    event["pathParameters"]["booking_key"] = "never-seen"
+    event["path"] = "/v1/bookings/requests/never-seen"
+    response = app(event, None)
+    assert response["statusCode"] == 404
+    assert json.loads(response["body"])["error"] == "not_found"
+
+
+# ---- payment_fn invoked directly with Lambda events built from real records ----------------------------
+
+def _decisions_for(keys: set[str], timeout: float = 10) -> list:
+    """Every decision published for these keys (read from the real decisions topic)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from booking_core.adapters.kafka import client_settings
+    from booking_core.domain import messages
+
+    consumer = KafkaConsumer(**client_settings(), enable_auto_commit=False)
+    parts = [TopicPartition(config.decisions_topic(), p) for p in consumer.partitions_for_topic(config.decisions_topic())]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    found, deadline = [], time.monotonic() + timeout
+    end = consumer.end_offsets(parts)
+    while time.monotonic() < deadline and any(consumer.position(p) < end[p] for p in parts):
+        for batch in consumer.poll(timeout_ms=200).values():
+            found += [messages.decode_decision(r.value) for r in batch if r.key and r.key.decode() in keys]
+    consumer.close()
+    return found
+
+
+def _request_event(records):
+    from booking_core.kafka_event import build_event
+
+    return build_event([(config.requests_topic(), 0, i, 0, key, value, []) for i, (key, value) in enumerate(records)])
+
+
+def test_the_same_record_delivered_twice_makes_one_booking_one_payment_and_two_equal_decisions(stack):
+    from booking_core.domain import messages
+    from booking_core.domain.model import parse_booking_request
+    from payment_fn.app import handler
+
+    key = f"dup-{uuid.uuid4().hex}"
+    request = parse_booking_request(booking_body(listing_id=22))
+    event = _request_event([(key.encode(), messages.encode_request(key, request))])
+    handler(event, None)
+    handler(event, None)
+    assert len(rows("SELECT id FROM bookings WHERE booking_key=%s", key)) == 1
+    assert len(rows("SELECT id FROM payments WHERE booking_key=%s", key)) == 1
+    published = _decisions_for({key})
+    assert len(published) == 2 and published[0].to_dict() == published[1].to_dict()
+    assert published[0].status == "confirmed"
+
+
+def test_poison_records_among_good_ones_do_not_block_the_partition(stack):
+    from booking_core.domain import messages
+    from booking_core.domain.model import parse_booking_request
+    from payment_fn.app import handler
+
+    good = [f"good-{i}-{uuid.uuid4().hex}" for i in range(2)]
+    poison = f"poison-{uuid.uuid4().hex}"
+    req = parse_booking_request(booking_body(listing_id=23))
+    req2 = parse_booking_request(booking_body(listing_id=24))
+    event = _request_event([
+        (good[0].encode(), messages.encode_request(good[0], req)),
+        (poison.encode(), b"\x00not json"),
+        (None, messages.encode_request("no-key", req)),
+        (b"wrong-types", b'{"type": "booking.requested", "version": 1, "request": {"guests": "two"}}'),
+        (good[1].encode(), messages.encode_request(good[1], req2)),
+    ])
+    summary = handler(event, None)
+    assert summary == {"confirmed": 2, "invalid": 2, "invalid_without_key": 1}
+    decisions = {d.booking_key: d for d in _decisions_for({*good, poison})}
+    assert decisions[poison].reason == "invalid_request"
+    assert decisions[good[0]].status == decisions[good[1]].status == "confirmed"
+
+
+def test_a_decision_slower_than_the_timeout_answers_202_then_the_status_shows_the_final_decision(stack, monkeypatch):
+    """The API publishes to a topic no poller reads, so no decision comes in time; then we run payment_fn on
+    that record ourselves and the stack's listener stores its decision."""
+    from chalice.test import Client
+    from kafka import KafkaConsumer, TopicPartition
+
+    from booking_api.app import app
+    from booking_core import bootstrap
+    from booking_core.adapters.kafka import client_settings, ensure_topics
+    from booking_core.kafka_event import build_event
+    from payment_fn.app import handler
+
+    parked_topic = f"parked-{uuid.uuid4().hex[:8]}"
+    ensure_topics([parked_topic], 1)
+    monkeypatch.setenv("BOOKING_REQUESTS_TOPIC", parked_topic)
+    monkeypatch.setenv("DECISION_TIMEOUT_S", "0.5")
+    bootstrap.reset()
+    try:
+        with Client(app) as client:
+            response = client.http.post("/v1/bookings", headers={"Content-Type": "application/json"},
+                                        body=__import__("json").dumps(booking_body(listing_id=25)))
+        assert response.status_code == 202
+        body = __import__("json").loads(response.body)
+        assert body["status"] == "pending"
+        assert response.headers["Location"] == f"/v1/bookings/requests/{body['booking_key']}"
+
+        consumer = KafkaConsumer(**client_settings(), enable_auto_commit=False)
+        consumer.assign([TopicPartition(parked_topic, 0)])
+        consumer.seek_to_beginning()
+        records = []
+        while not records:
+            records = [r for batch in consumer.poll(timeout_ms=500).values() for r in batch]
+        consumer.close()
+        monkeypatch.setenv("BOOKING_REQUESTS_TOPIC", config.requests_topic())
+        handler(build_event([(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value, r.headers)
+                             for r in records]), None)
+        store = bootstrap.decision_store()
+        decision = store.wait_decided(body["booking_key"], 10)
+        assert decision is not None and decision.status == "confirmed"
+    finally:
+        bootstrap.reset()

@@ -1,0 +1,173 @@
+"""Foundation: schema migrations, topics, demo data, the stack's start/stop and failure messages, template lint."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from booking_core import config
+from booking_core.adapters.mysql import connect, drop_database, migrate
+from infra.local import services
+from infra.seed import LISTINGS, USERS, seed
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+
+def _schema(settings) -> list:
+    conn = connect(settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT table_name, column_name, column_type, column_default FROM information_schema.columns"
+                " WHERE table_schema=%s ORDER BY table_name, ordinal_position", (settings.database,))
+            columns = cur.fetchall()
+            cur.execute("SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema=%s ORDER BY 1",
+                        (settings.database,))
+            return [columns, cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def test_migrations_applied_twice_change_nothing_the_second_time(mysql_db):
+    from dataclasses import replace
+
+    fresh = replace(mysql_db, database=mysql_db.database + "_mig")
+    try:
+        first = migrate(fresh)
+        schema = _schema(fresh)
+        second = migrate(fresh)
+        assert first and first == sorted(first)
+        assert second == []
+        assert _schema(fresh) == schema
+    finally:
+        drop_database(fresh)
+
+
+def test_the_documented_columns_accept_a_hand_written_insert(mysql_db):
+    conn = connect(mysql_db, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO users (email, name) VALUES ('hand@example.com', 'By Hand')")
+            cur.execute("INSERT INTO listings (host_id, title, city, max_guests, nightly_price_cents, currency, active)"
+                        " VALUES (1, 'Hand', 'Oslo', 2, 9900, 'NOK', 1)")
+            cur.execute("DELETE FROM users WHERE email='hand@example.com'")
+            cur.execute("DELETE FROM listings WHERE title='Hand' AND city='Oslo'")
+    finally:
+        conn.close()
+
+
+def test_demo_data_is_loaded_once_with_enough_listings_cities_and_users(mysql_db):
+    assert seed(mysql_db) == {"users": USERS, "listings": LISTINGS}
+    conn = connect(mysql_db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(DISTINCT city) AS cities, COUNT(*) AS n FROM listings")
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    assert row["cities"] >= 4 and row["n"] >= 30 and USERS >= 20
+
+
+def test_topics_exist_with_the_configured_partitions(kafka_broker):
+    from kafka import KafkaConsumer
+
+    from booking_core.adapters.kafka import client_settings
+
+    consumer = KafkaConsumer(**client_settings())
+    try:
+        for topic in (config.requests_topic(), config.decisions_topic()):
+            assert len(consumer.partitions_for_topic(topic)) == config.topic_partitions() == 6
+    finally:
+        consumer.close()
+
+
+def _stack_cmd(command: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "infra.local.stack", command], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _isolated_env(**extra) -> dict:
+    from infra.local.stack import child_env_base
+
+    env = child_env_base()
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    env.update({"API_PORT": str(services.free_port()), "KAFKA_PORT": str(services.free_port()),
+                "MYSQL_DATABASE": config.mysql_settings().database, "LOCAL_KAFKA_CONCURRENCY": "1"})
+    env.update(extra)
+    return env
+
+
+def test_a_missing_mysql_is_reported_in_one_line_within_five_seconds(mysql_db):
+    env = _isolated_env(MYSQL_PORT=str(services.free_port()), STACK_START_PRIVATE="0")
+    started = time.monotonic()
+    result = _stack_cmd("run", env, timeout=30)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert elapsed < 5, f"took {elapsed:.1f}s"
+    message = result.stderr.strip().splitlines()
+    assert len(message) == 1 and "MySQL" in message[0] and env["MYSQL_PORT"] in message[0]
+
+
+def test_a_configured_broker_that_does_not_answer_is_reported_within_five_seconds(mysql_db):
+    env = _isolated_env(KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{services.free_port()}")
+    started = time.monotonic()
+    result = _stack_cmd("run", env, timeout=30)
+    assert result.returncode == 1 and time.monotonic() - started < 5
+    assert "Kafka" in result.stderr.strip().splitlines()[-1]
+
+
+def _pids_alive(pids) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            alive.append(pid)
+        except ProcessLookupError:
+            pass
+    return alive
+
+
+def test_up_answers_then_down_leaves_no_process_or_port_behind(mysql_db, redis_client):
+    import json
+
+    env = _isolated_env()
+    result = _stack_cmd("up", env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    try:
+        children = json.loads((ROOT / ".local" / "run" / f"stack-{env['API_PORT']}" / "children.json").read_text())
+        stack_pid = int((ROOT / ".local" / "run" / f"stack-{env['API_PORT']}.pid").read_text())
+        assert services.port_open("127.0.0.1", int(env["API_PORT"]))
+        assert services.port_open("127.0.0.1", int(env["KAFKA_PORT"]))
+        assert _stack_cmd("status", env).returncode == 0
+    finally:
+        assert _stack_cmd("down", env).returncode == 0
+    pids = [stack_pid, *children.values()]
+    deadline = time.monotonic() + 5
+    while _pids_alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _pids_alive(pids) == []
+    assert not services.port_open("127.0.0.1", int(env["API_PORT"]))
+    assert not services.port_open("127.0.0.1", int(env["KAFKA_PORT"]))
+    assert _stack_cmd("status", env).returncode == 3
+
+
+def test_a_missing_redis_is_replaced_by_a_private_instance_that_stops_with_it(tmp_path):
+    port = services.free_port()
+    os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    try:
+        started = services.ensure_redis(tmp_path)
+        assert started is not None and services.redis_answers(os.environ["REDIS_URL"]) is None
+        started.stop()
+        assert not services.port_open("127.0.0.1", port)
+    finally:
+        del os.environ["REDIS_URL"]
+
+
+def test_the_transformed_sam_template_lints_clean():
+    from infra.sam_lint import lint
+
+    code, output = lint()
+    assert code == 0, output

@@ -1,0 +1,54 @@
+"""Helpers shared by the tests."""
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+_dates = itertools.count()
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    body: dict
+    headers: dict
+
+
+class HttpClient:
+    def __init__(self, base_url: str, timeout: float = 30):
+        self.base_url = base_url
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body=None, headers=None, raw: bytes | None = None) -> HttpResponse:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(self.base_url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as response:
+                return HttpResponse(response.status, json.loads(response.read() or b"{}"), dict(response.headers))
+        except urllib.error.HTTPError as exc:
+            payload = exc.read()
+            return HttpResponse(exc.code, json.loads(payload) if payload else {}, dict(exc.headers))
+
+    def get(self, path: str, **kw) -> HttpResponse:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, body=None, **kw) -> HttpResponse:
+        return self.request("POST", path, body, **kw)
+
+
+def future_stay(nights: int = 3, offset_days: int | None = None) -> tuple[str, str]:
+    """Dates far enough apart per call that tests sharing a listing do not collide by accident."""
+    start = dt.date.today() + dt.timedelta(days=400 + (offset_days if offset_days is not None else next(_dates) * 40))
+    return start.isoformat(), (start + dt.timedelta(days=nights)).isoformat()
+
+
+def booking_body(listing_id: int = 1, user_id: int = 1, nights: int = 3, token: str = "tok_visa", guests: int = 1,
+                 stay: tuple[str, str] | None = None) -> dict:
+    check_in, check_out = stay or future_stay(nights)
+    return {"user_id": user_id, "listing_id": listing_id, "check_in": check_in, "check_out": check_out,
+            "guests": guests, "payment_token": token}

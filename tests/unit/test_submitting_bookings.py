@@ -1,0 +1,88 @@
+import datetime as dt
+
+import pytest
+
+from booking_core.adapters.kafka import BrokerUnavailable
+from booking_core.domain import model
+from booking_core.domain.model import Decision, RequestBooking
+from booking_core.services.submit import IdempotencyKeyReused, submit_booking, valid_booking_key
+from tests.fakes import FakePublisher, FakeRetryTable
+
+
+class FakeDecisionStore:
+    """Answers a waiter with whatever `on_publish` recorded (what the listener would have stored)."""
+
+    def __init__(self):
+        self.entries: dict[str, tuple[str, Decision]] = {}
+        self.waits = 0
+
+    def claim(self, key, fingerprint):
+        if key in self.entries:
+            stored_hash, decision = self.entries[key]
+            return False, stored_hash, decision
+        self.entries[key] = (fingerprint, Decision(key, model.PENDING))
+        return True, fingerprint, None
+
+    def record(self, decision):
+        fingerprint, _ = self.entries.get(decision.booking_key, ("", None))
+        self.entries[decision.booking_key] = (fingerprint, decision)
+        return True
+
+    def wait_decided(self, key, timeout_s):
+        self.waits += 1
+        return self.entries[key][1]
+
+
+REQ = RequestBooking(1, 7, dt.date(2030, 1, 1), dt.date(2030, 1, 3), 1, "tok_visa")
+
+
+def submit(store, publisher, retries, key=None, request=REQ):
+    return submit_booking(request, key, store, publisher, retries, "booking-requests", timeout_s=1)
+
+
+def test_the_key_is_claimed_before_the_request_is_published():
+    store, retries = FakeDecisionStore(), FakeRetryTable()
+
+    class CheckingPublisher(FakePublisher):
+        def publish(self, topic, key, value, correlation_id=None, timeout_s=None):
+            assert key in store.entries, "published before the key was in the decision store"
+            store.record(Decision(key, model.CONFIRMED, booking_id=1))
+
+    result = submit(store, CheckingPublisher(), retries, key="abc")
+    assert result.decision.status == model.CONFIRMED
+
+
+def test_without_a_decision_in_time_the_answer_is_pending():
+    store, publisher = FakeDecisionStore(), FakePublisher()
+    result = submit(store, publisher, FakeRetryTable())
+    assert result.decision.status == model.PENDING and len(publisher.sent) == 1
+
+
+def test_a_broker_outage_parks_the_request_and_answers_queued():
+    store, retries = FakeDecisionStore(), FakeRetryTable()
+    result = submit(store, FakePublisher(fail=BrokerUnavailable("down")), retries, key="k")
+    assert result.decision.status == model.QUEUED
+    assert retries.parked["k"][1] == "publish_failed"
+    assert store.entries["k"][1].status == model.QUEUED
+
+
+def test_the_same_key_and_body_get_the_same_answer_without_publishing_again():
+    store, publisher = FakeDecisionStore(), FakePublisher()
+    store.claim("k", REQ.fingerprint())
+    store.record(Decision("k", model.CONFIRMED, booking_id=5))
+    result = submit(store, publisher, FakeRetryTable(), key="k")
+    assert result.decision.booking_id == 5 and publisher.sent == []
+
+
+def test_the_same_key_with_another_body_is_refused():
+    store = FakeDecisionStore()
+    submit(store, FakePublisher(), FakeRetryTable(), key="k")
+    other = RequestBooking(1, 7, dt.date(2030, 1, 1), dt.date(2030, 1, 4), 1, "tok_visa")
+    with pytest.raises(IdempotencyKeyReused):
+        submit(store, FakePublisher(), FakeRetryTable(), key="k", request=other)
+
+
+@pytest.mark.parametrize("key", ["", "x" * 65, "has space", "ünïcode"])
+def test_bad_idempotency_keys_are_refused(key):
+    with pytest.raises(model.ValidationError):
+        valid_booking_key(key)
