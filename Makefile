@@ -32,5 +32,20 @@ lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m infra.sam_lint
 
+retry: venv  ## re-drive the retry table now against the running stack; prints the summary
+	$(PY) -m infra.local.scheduler --trigger RetryFunction
+
+trigger: venv  ## run one function's schedule now: make trigger FN=ReplicationFunction
+	$(PY) -m infra.local.scheduler --trigger $(FN)
+
+invoke: venv  ## like `sam local invoke`: make invoke FN=PaymentFunction EVENT=infra/events/payment_fn/msk.json
+	$(PY) -m infra.local.invoke $(FN) -e $(EVENT)
+
+reconcile: venv  ## rebuild/verify the whole Redis read model from MySQL and report what was repaired
+	$(PY) -m replication_fn.reconcile
+
+bench: venv  ## benchmarks against a running stack (make up first); prints the table, writes bench/results/
+	$(PY) -m bench.run
+
 clean:
 	rm -rf .local .pytest_cache .ruff_cache

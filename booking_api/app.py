@@ -72,17 +72,16 @@ def create_booking():
         request = parse_booking_request(_json_body(config.max_body_bytes()))
     except ValidationError as exc:
         return _error(400, "invalid_request", "the request has invalid fields", exc.errors)
-    with logs.correlated(idempotency_key):
-        try:
-            submission = submit_booking(
-                request, idempotency_key,
-                store=bootstrap.decision_store(), publisher=bootstrap.publisher(),
-                retry_table=bootstrap.retry_table(), requests_topic=config.requests_topic(),
-                timeout_s=config.decision_timeout_s(),
-            )
-        except IdempotencyKeyReused:
-            return _error(422, model.IDEMPOTENCY_KEY_REUSED,
-                          "this Idempotency-Key was already used with a different request body")
+    try:
+        submission = submit_booking(
+            request, idempotency_key,
+            store=bootstrap.decision_store(), publisher=bootstrap.publisher(),
+            retry_table=bootstrap.retry_table(), requests_topic=config.requests_topic(),
+            timeout_s=config.decision_timeout_s(),
+        )
+    except IdempotencyKeyReused:
+        return _error(422, model.IDEMPOTENCY_KEY_REUSED,
+                      "this Idempotency-Key was already used with a different request body")
     return _decision_response(submission.decision)
 
 
@@ -92,6 +91,9 @@ def booking_request_status(booking_key):
     if decision is None:
         return _error(404, "not_found", f"no booking request with key {booking_key!r}")
     return _decision_response(decision, 200)
+
+
+# ---- Read API (served from the Redis read model only) ---------------------------------------------------
 
 
 @app.route("/health", methods=["GET"])

@@ -85,7 +85,7 @@ class Stack:
             self.lines.append(f"kafka   embedded Tansu on {kafka.details['bootstrap']} (pid {kafka.process.pid})")
         else:
             self.lines.append(f"kafka   {config.kafka_bootstrap_servers()} (configured)")
-        for name, ensure in (("mysql", services.ensure_mysql), ("redis", services.ensure_redis)):
+        for ensure in (services.ensure_mysql, services.ensure_redis):
             handle = ensure()
             if handle:
                 self.services.append(handle)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from booking_core.adapters.kafka import BrokerUnavailable
 from booking_core.domain import messages, model
 from booking_core.domain.model import Decision, RequestBooking
+from booking_core.logs import correlated
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,11 @@ def submit_booking(request: RequestBooking, idempotency_key: str | None, store, 
     A request that cannot be published is parked in the retry table and answered `queued`.
     """
     booking_key = idempotency_key or uuid.uuid4().hex
+    with correlated(booking_key):
+        return _submit(booking_key, request, store, publisher, retry_table, requests_topic, timeout_s)
+
+
+def _submit(booking_key, request, store, publisher, retry_table, requests_topic, timeout_s) -> Submission:
     created, stored_hash, stored = store.claim(booking_key, request.fingerprint())
     if not created:
         if stored_hash != request.fingerprint():
