@@ -90,6 +90,7 @@ class KafkaPublisher:
         self._factory = producer_factory
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
+        self._unflushed: list = []
 
     def _get(self) -> KafkaProducer:
         if self._producer is None:
@@ -99,7 +100,13 @@ class KafkaPublisher:
         return self._producer
 
     def send(self, topic: str, key: str, value: bytes, correlation_id: str | None = None):
-        """Queue a record; returns a future. Call flush() (or .get() the future) to be sure it is written."""
+        """Queue a record; returns a future. flush() then waits for it and raises if it was not written."""
+        future = self._send(topic, key, value, correlation_id)
+        with self._lock:
+            self._unflushed.append(future)
+        return future
+
+    def _send(self, topic: str, key: str, value: bytes, correlation_id: str | None):
         headers = [("correlation_id", (correlation_id or key).encode())]
         try:
             return self._get().send(topic, key=key.encode(), value=value, headers=headers)
@@ -109,19 +116,30 @@ class KafkaPublisher:
     def publish(self, topic: str, key: str, value: bytes, correlation_id: str | None = None,
                 timeout_s: float | None = None) -> None:
         """Send and wait for the broker's acknowledgement (acks=all), or raise BrokerUnavailable."""
-        future = self.send(topic, key, value, correlation_id)
+        future = self._send(topic, key, value, correlation_id)
         try:
             future.get(timeout=timeout_s or config.publish_timeout_s())
         except Exception as exc:  # KafkaTimeoutError, KafkaError, concurrent timeout
             raise BrokerUnavailable(f"publish to {topic} failed: {exc!r}") from exc
 
     def flush(self, timeout_s: float | None = None) -> None:
+        """Wait until every record sent so far is acknowledged; raise BrokerUnavailable if any was not.
+
+        The producer's own flush() returns even when a delivery failed, so each future is checked: a batch
+        whose decisions were not all written must fail, so that its offsets are not committed.
+        """
         if self._producer is None:
             return
+        with self._lock:
+            pending, self._unflushed = self._unflushed, []
         try:
             self._producer.flush(timeout=timeout_s or config.publish_timeout_s() * 2)
         except KafkaError as exc:
             raise BrokerUnavailable(f"flush failed: {exc!r}") from exc
+        failed = [f for f in pending if not f.succeeded()]
+        if failed:
+            raise BrokerUnavailable(f"{len(failed)} of {len(pending)} records not acknowledged: "
+                                    f"{failed[0].exception!r}")
 
     def close(self) -> None:
         if self._producer is not None:
