@@ -66,6 +66,8 @@ class MySqlBookingRepository:
         with self._connections.transaction() as cur:
             # The listing row lock serialises every hold on this listing: the overlap check and the insert
             # below cannot interleave with another request's, so two overlapping stays never both pass.
+            # It must be the transaction's first read: InnoDB takes the REPEATABLE READ snapshot at the first
+            # plain SELECT, so the overlap check then sees every booking committed by the previous lock holder.
             cur.execute(
                 "SELECT id, active, max_guests, nightly_price_cents, currency FROM listings"
                 " WHERE id=%s FOR UPDATE",
