@@ -1,0 +1,64 @@
+"""Database credentials from AWS Secrets Manager (the RDS secret JSON: host, port, username, password, dbname).
+
+The secret is read once per warm container and kept for SECRET_CACHE_TTL_S (default 300 s), so a rotated
+password is picked up within minutes without a Secrets Manager call per connection.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import replace
+
+from booking_core import config
+from booking_core.config import MySqlSettings
+
+_cache: dict[str, tuple[float, dict]] = {}
+_lock = threading.Lock()
+
+
+def _ttl_s() -> float:
+    return float(config._env("SECRET_CACHE_TTL_S", "300"))
+
+
+def _fetch(secret_arn: str) -> dict:
+    import boto3
+
+    client = boto3.client("secretsmanager", region_name=_region_of(secret_arn))
+    return json.loads(client.get_secret_value(SecretId=secret_arn)["SecretString"])
+
+
+def _region_of(secret_arn: str) -> str:
+    # arn:aws:secretsmanager:<region>:<account>:secret:<name>; a bare name uses the configured region.
+    parts = secret_arn.split(":")
+    return parts[3] if len(parts) > 3 and parts[0] == "arn" and parts[3] else config.aws_region()
+
+
+def db_secret(secret_arn: str) -> dict:
+    """The secret's JSON, fetched on first use and cached for SECRET_CACHE_TTL_S."""
+    with _lock:
+        cached = _cache.get(secret_arn)
+        if cached is not None and time.monotonic() - cached[0] < _ttl_s():
+            return cached[1]
+        value = _fetch(secret_arn)
+        _cache[secret_arn] = (time.monotonic(), value)
+        return value
+
+
+def forget_db_secret() -> None:
+    """Drop cached secrets (tests; or after an authentication failure, to re-read a rotated password)."""
+    with _lock:
+        _cache.clear()
+
+
+def apply_db_secret(settings: MySqlSettings, secret_arn: str) -> MySqlSettings:
+    """Settings with host, port, user, password (and database when the secret names one) from the secret."""
+    secret = db_secret(secret_arn)
+    return replace(
+        settings,
+        host=secret.get("host") or settings.host,
+        port=int(secret.get("port") or settings.port),
+        user=secret.get("username") or settings.user,
+        password=secret.get("password", settings.password),
+        database=secret.get("dbname") or settings.database,
+    )
