@@ -2,19 +2,42 @@
 
 Event: see booking_core.kafka_event. Returns a count per outcome. Raises only for outages (MySQL or the
 broker unreachable), so Lambda retries the batch; a bad record is answered or logged on its own.
+After the batch's decisions are published, the confirmation emails queued by this batch are sent; a send
+that fails stays in the outbox for a later run and never fails the batch.
 """
+import logging
+
 from booking_core import bootstrap, config, logs
+from booking_core.adapters.mysql_email_outbox import MySqlEmailOutbox
+from booking_core.services.mail import send_pending_emails
 from booking_core.services.records import process_booking_requests
 
 logs.setup("payment_fn")
+log = logging.getLogger(__name__)
 
 
 def handler(event, context):
-    return process_booking_requests(
+    confirmed_booking_ids = []
+    summary = process_booking_requests(
         event,
         repo=bootstrap.booking_repository(),
         payments=bootstrap.payment_provider(),
         publisher=bootstrap.publisher(),
         decisions_topic=config.decisions_topic(),
         quick_retries=config.payment_quick_retries(),
+        on_confirmed=lambda decision, request: confirmed_booking_ids.append(decision.booking_id),
     )
+    send_confirmation_emails(confirmed_booking_ids)
+    return summary
+
+
+def send_confirmation_emails(booking_ids: list[int]) -> dict:
+    """Send this batch's queued confirmation emails; any failure leaves them pending (never raises)."""
+    if not booking_ids:
+        return {}
+    try:
+        sent = send_pending_emails(MySqlEmailOutbox(bootstrap.connections()), bootstrap.mailer(), booking_ids)
+    except Exception:  # noqa: BLE001 - the decisions are published; email is retried by a later run
+        log.exception("confirmation emails left pending for a later run", extra={"bookings": len(booking_ids)})
+        return {"deferred": len(booking_ids)}
+    return sent

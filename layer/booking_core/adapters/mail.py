@@ -1,0 +1,95 @@
+"""Mailers, one interface (`send(email) -> message id`): Amazon SES, an outbox folder of .eml files, or off.
+
+MAIL_MODE picks one (booking_core.config.mail_mode): 'ses' on AWS, 'outbox' locally (open the .eml files in
+MAIL_OUTBOX_DIR with any mail program), 'off' sends nothing (queued emails stay pending).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import uuid
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+
+from booking_core import config
+
+
+class SesMailer:
+    """Sends through Amazon SES (API v2). The boto3 client is created on first use and reused."""
+
+    enabled = True
+
+    def __init__(self, sender: str, region: str | None = None, client=None):
+        self.sender = sender
+        self.region = region or config.aws_region()
+        self._client = client
+        self._lock = threading.Lock()
+
+    def _ses(self):
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    import boto3
+
+                    self._client = boto3.client("sesv2", region_name=self.region)
+        return self._client
+
+    def send(self, email) -> str:
+        response = self._ses().send_email(
+            FromEmailAddress=self.sender,
+            Destination={"ToAddresses": [email.recipient]},
+            Content={"Simple": {
+                "Subject": {"Data": email.subject, "Charset": "UTF-8"},
+                "Body": {"Text": {"Data": email.body, "Charset": "UTF-8"}},
+            }},
+        )
+        return response["MessageId"]
+
+
+class OutboxFolderMailer:
+    """Writes each email as an .eml file a person can open; the file name starts with the UTC time."""
+
+    enabled = True
+
+    def __init__(self, sender: str, directory: str | os.PathLike):
+        self.sender = sender
+        self.directory = Path(directory)
+
+    def send(self, email) -> str:
+        message = EmailMessage()
+        message_id = make_msgid(domain="booking.local")
+        message["Message-ID"] = message_id
+        message["Date"] = formatdate(usegmt=True)
+        message["From"] = self.sender
+        message["To"] = email.recipient
+        message["Subject"] = email.subject
+        message.set_content(email.body)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S.%f}-{uuid.uuid4().hex[:8]}.eml"
+        partial = self.directory / (name + ".part")
+        partial.write_bytes(message.as_bytes())
+        partial.rename(self.directory / name)  # readers never see a half-written file
+        return message_id
+
+
+class DisabledMailer:
+    """MAIL_MODE=off: nothing is sent; queued emails stay pending until a run with mail on."""
+
+    enabled = False
+
+    def send(self, email) -> str:
+        raise RuntimeError("mail is off (MAIL_MODE=off)")
+
+
+def build_mailer():
+    """The mailer MAIL_MODE asks for."""
+    mode = config.mail_mode()
+    if mode == "ses":
+        return SesMailer(config.mail_sender())
+    if mode == "outbox":
+        return OutboxFolderMailer(config.mail_sender(), config.mail_outbox_dir())
+    if mode == "off":
+        return DisabledMailer()
+    raise ValueError(f"unknown MAIL_MODE {mode!r} (ses, outbox or off)")

@@ -1,0 +1,97 @@
+"""The email outbox in MySQL (table email_outbox, migration 004): queued in the confirm transaction, sent later.
+
+Senders claim rows with one UPDATE (status 'sending', their own claim token), so two payment_fn instances
+never send the same email; a claim older than STALE_CLAIM_S (a sender that crashed mid-send) is claimable
+again, which makes delivery at-least-once.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+
+from booking_core.adapters.mysql import ConnectionHolder
+from booking_core.domain.model import RequestBooking
+from booking_core.services.mail import Email, OutboxEmail, confirmation_email
+from booking_core.services.ports import Hold
+
+log = logging.getLogger(__name__)
+
+STALE_CLAIM_S = 600
+
+
+def enqueue_confirmation_email(cur, booking_key: str, request: RequestBooking, hold: Hold) -> None:
+    """Queue the booking's confirmation email in the caller's (confirm) transaction; once per booking."""
+    cur.execute(
+        "SELECT u.email, u.name, l.title, l.city FROM users u JOIN listings l ON l.id=%s WHERE u.id=%s",
+        (request.listing_id, hold.user_id),
+    )
+    row = cur.fetchone()
+    if row is None or not row["email"]:
+        log.warning("no email address for the booking's user; no confirmation email queued",
+                    extra={"booking_id": hold.booking_id, "user_id": hold.user_id})
+        return
+    email = confirmation_email(
+        booking_id=hold.booking_id, booking_key=booking_key, recipient=row["email"], guest_name=row["name"],
+        listing_title=row["title"], city=row["city"], check_in=request.check_in, check_out=request.check_out,
+        guests=request.guests, amount_cents=hold.amount_cents, currency=hold.currency,
+    )
+    cur.execute(
+        "INSERT INTO email_outbox (booking_id, booking_key, recipient, subject, body) VALUES (%s, %s, %s, %s, %s)"
+        " ON DUPLICATE KEY UPDATE booking_id=booking_id",
+        (hold.booking_id, booking_key, email.recipient, email.subject, email.body),
+    )
+
+
+class MySqlEmailOutbox:
+    def __init__(self, connections: ConnectionHolder):
+        self._connections = connections
+
+    def claim(self, booking_ids: Iterable[int] | None = None, limit: int = 100) -> list[OutboxEmail]:
+        """Claim up to `limit` sendable rows (pending, or stale 'sending'), optionally only these bookings'."""
+        ids = None if booking_ids is None else tuple(int(b) for b in booking_ids)
+        if ids == ():
+            return []
+        token = uuid.uuid4().hex
+        sql = ("UPDATE email_outbox SET status='sending', claimed_by=%s, claimed_at=CURRENT_TIMESTAMP(6)"
+               " WHERE (status='pending' OR (status='sending'"
+               " AND claimed_at < CURRENT_TIMESTAMP(6) - INTERVAL %s SECOND))")
+        args: list = [token, STALE_CLAIM_S]
+        if ids is not None:
+            sql += " AND booking_id IN %s"
+            args.append(ids)
+        sql += " ORDER BY id LIMIT %s"
+        args.append(int(limit))
+        with self._connections.transaction() as cur:
+            cur.execute(sql, args)
+            cur.execute("SELECT id, booking_id, booking_key, recipient, subject, body, attempts FROM email_outbox"
+                        " WHERE claimed_by=%s AND status='sending' ORDER BY id", (token,))
+            rows = cur.fetchall()
+        return [OutboxEmail(r["id"], r["booking_id"], r["booking_key"], Email(r["recipient"], r["subject"], r["body"]),
+                            r["attempts"], token) for r in rows]
+
+    def mark_sent(self, item: OutboxEmail, message_id: str) -> None:
+        with self._connections.transaction() as cur:
+            cur.execute(
+                "UPDATE email_outbox SET status='sent', attempts=attempts+1, message_id=%s, last_error=NULL,"
+                " sent_at=CURRENT_TIMESTAMP(6), claimed_by=NULL WHERE id=%s AND claimed_by=%s",
+                (message_id, item.id, item.claim_token),
+            )
+
+    def mark_failed(self, item: OutboxEmail, error: str, max_attempts: int) -> bool:
+        gave_up = item.attempts + 1 >= max_attempts
+        with self._connections.transaction() as cur:
+            cur.execute(
+                "UPDATE email_outbox SET status=%s, attempts=attempts+1, last_error=%s, claimed_by=NULL"
+                " WHERE id=%s AND claimed_by=%s",
+                ("failed" if gave_up else "pending", error[:2000], item.id, item.claim_token),
+            )
+        return gave_up
+
+    def status_of(self, booking_id: int) -> dict | None:
+        """The outbox row of a booking (status, attempts, last_error, recipient, subject, body), or None."""
+        with self._connections.transaction() as cur:
+            cur.execute("SELECT status, attempts, last_error, recipient, subject, body, message_id"
+                        " FROM email_outbox WHERE booking_id=%s", (booking_id,))
+            return cur.fetchone()
+

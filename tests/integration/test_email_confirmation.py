@@ -1,0 +1,141 @@
+"""Confirmation email after a confirmed booking: payment_fn on real MySQL and Kafka, SES through moto.
+
+The email is queued in the confirm transaction (email_outbox) and sent after the batch; a failed send leaves
+the decision confirmed and the email pending, and a later send_pending_emails call delivers it.
+"""
+from __future__ import annotations
+
+import uuid
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ses.models import ses_backends
+
+from booking_core import bootstrap, config
+from booking_core.adapters.mail import SesMailer
+from booking_core.adapters.mysql import connect
+from booking_core.adapters.mysql_email_outbox import MySqlEmailOutbox
+from booking_core.domain import messages
+from booking_core.domain.model import parse_booking_request
+from booking_core.kafka_event import build_event
+from booking_core.services.mail import send_pending_emails
+from tests.support import booking_body
+
+pytestmark = pytest.mark.integration
+SENDER = "bookings@example.com"
+
+
+def _row(sql: str, *args) -> dict | None:
+    conn = connect(config.mysql_settings())
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchone()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def ses(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        boto3.client("sesv2", region_name="us-east-1").create_email_identity(EmailIdentity=SENDER)
+        yield ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+
+
+def _use_mailer(monkeypatch, mailer) -> None:
+    monkeypatch.setitem(bootstrap._instances, "mailer", mailer)
+
+
+def _book(user_id: int, listing_id: int) -> tuple[str, dict]:
+    """Run payment_fn on one booking request; return its key and the request body."""
+    from payment_fn.app import handler
+
+    key = f"mail-{uuid.uuid4().hex}"
+    body = booking_body(listing_id=listing_id, user_id=user_id, nights=3)
+    request = parse_booking_request(body)
+    event = build_event([(config.requests_topic(), 0, 0, 0, key.encode(), messages.encode_request(key, request), [])])
+    assert handler(event, None) == {"confirmed": 1}
+    return key, body
+
+
+class BrokenMailer:
+    enabled = True
+
+    def send(self, mail):
+        raise ConnectionError("SES is unreachable")
+
+
+def test_a_confirmed_booking_emails_the_user_with_booking_id_listing_dates_and_amount(
+        mysql_db, kafka_broker, ses, monkeypatch):
+    _use_mailer(monkeypatch, SesMailer(SENDER, region="us-east-1"))
+
+    key, body = _book(user_id=5, listing_id=13)
+
+    booking = _row("SELECT id, amount_cents FROM bookings WHERE booking_key=%s", key)
+    listing = _row("SELECT title FROM listings WHERE id=13")
+    (sent,) = [m for m in ses.sent_messages if f"#{booking['id']} " in m.subject]
+    assert sent.destinations["ToAddresses"] == ["user5@example.com"]
+    assert sent.subject == f"Booking #{booking['id']} confirmed: {listing['title']}"
+    assert listing["title"] in sent.body
+    assert body["check_in"] in sent.body and body["check_out"] in sent.body
+    assert f"{booking['amount_cents'] // 100:,}.{booking['amount_cents'] % 100:02d} EUR" in sent.body
+    row = MySqlEmailOutbox(bootstrap.connections()).status_of(booking["id"])
+    assert (row["status"], row["attempts"], row["message_id"]) == ("sent", 1, sent.id)
+
+
+def test_a_failed_send_keeps_the_booking_confirmed_and_the_email_pending_until_a_later_run_sends_it(
+        mysql_db, kafka_broker, ses, monkeypatch):
+    # GIVEN SES fails while payment_fn confirms a booking
+    _use_mailer(monkeypatch, BrokenMailer())
+    key, _ = _book(user_id=6, listing_id=14)
+
+    # THEN the decision stands and the email waits in the outbox with the error
+    decision = _row("SELECT status, booking_id FROM decisions WHERE booking_key=%s", key)
+    assert decision["status"] == "confirmed"
+    assert _row("SELECT status FROM bookings WHERE booking_key=%s", key)["status"] == "confirmed"
+    outbox = MySqlEmailOutbox(bootstrap.connections())
+    pending = outbox.status_of(decision["booking_id"])
+    assert (pending["status"], pending["attempts"]) == ("pending", 1)
+    assert "unreachable" in pending["last_error"]
+
+    # WHEN a later run sends pending emails with SES working again
+    summary = send_pending_emails(outbox, SesMailer(SENDER, region="us-east-1"))
+
+    # THEN it is delivered once, to the user
+    assert summary.get("sent", 0) >= 1
+    sent = [m for m in ses.sent_messages if f"#{decision['booking_id']} " in m.subject]
+    assert len(sent) == 1 and sent[0].destinations["ToAddresses"] == ["user6@example.com"]
+    assert outbox.status_of(decision["booking_id"])["status"] == "sent"
+
+
+def test_a_redelivered_request_does_not_send_a_second_email(mysql_db, kafka_broker, ses, monkeypatch):
+    from payment_fn.app import handler
+
+    _use_mailer(monkeypatch, SesMailer(SENDER, region="us-east-1"))
+    key = f"mail-dup-{uuid.uuid4().hex}"
+    request = parse_booking_request(booking_body(listing_id=15, user_id=7))
+    event = build_event([(config.requests_topic(), 0, 0, 0, key.encode(), messages.encode_request(key, request), [])])
+
+    handler(event, None)
+    handler(event, None)
+
+    booking_id = _row("SELECT id FROM bookings WHERE booking_key=%s", key)["id"]
+    assert len([m for m in ses.sent_messages if f"#{booking_id} " in m.subject]) == 1
+
+
+def test_two_senders_never_claim_the_same_email(mysql_db, kafka_broker, monkeypatch):
+    _use_mailer(monkeypatch, BrokenMailer())
+    key, _ = _book(user_id=8, listing_id=16)
+    booking_id = _row("SELECT id FROM bookings WHERE booking_key=%s", key)["id"]
+    outbox = MySqlEmailOutbox(bootstrap.connections())
+
+    first = outbox.claim([booking_id])
+    second = outbox.claim([booking_id])
+
+    assert [i.booking_id for i in first] == [booking_id] and second == []
+    outbox.mark_failed(first[0], "test", max_attempts=8)
+    assert outbox.status_of(booking_id)["status"] == "pending"

@@ -1,0 +1,143 @@
+"""Confirmation email: the text, SES through moto, the local outbox folder, and the send loop's bookkeeping."""
+import datetime as dt
+import email
+import email.policy
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ses.models import ses_backends
+
+from booking_core.adapters.mail import DisabledMailer, OutboxFolderMailer, SesMailer, build_mailer
+from booking_core.services.mail import Email, OutboxEmail, confirmation_email, send_pending_emails
+
+SENDER = "bookings@example.com"
+
+
+def _confirmation() -> Email:
+    return confirmation_email(
+        booking_id=4711, booking_key="key-4711", recipient="user3@example.com", guest_name="Carla 3",
+        listing_title="Loft in Paris #9", city="Paris", check_in=dt.date(2030, 3, 1),
+        check_out=dt.date(2030, 3, 4), guests=2, amount_cents=42050, currency="EUR")
+
+
+def test_the_confirmation_names_the_booking_in_the_subject_and_listing_dates_and_amount_in_the_body():
+    mail = _confirmation()
+
+    assert mail.recipient == "user3@example.com"
+    assert mail.subject == "Booking #4711 confirmed: Loft in Paris #9"
+    for text in ("Loft in Paris #9", "2030-03-01", "2030-03-04", "3 nights", "420.50 EUR", "key-4711"):
+        assert text in mail.body
+
+
+@pytest.fixture
+def ses(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        boto3.client("sesv2", region_name="eu-west-1").create_email_identity(EmailIdentity=SENDER)
+        yield ses_backends[DEFAULT_ACCOUNT_ID]["eu-west-1"]
+
+
+def test_ses_sends_the_email_to_the_user_with_subject_and_body(ses):
+    message_id = SesMailer(SENDER, region="eu-west-1").send(_confirmation())
+
+    (sent,) = ses.sent_messages
+    assert message_id == sent.id
+    assert sent.source == SENDER
+    assert sent.destinations["ToAddresses"] == ["user3@example.com"]
+    assert sent.subject == "Booking #4711 confirmed: Loft in Paris #9"
+    assert "Loft in Paris #9" in sent.body and "2030-03-01" in sent.body and "420.50 EUR" in sent.body
+
+
+def test_ses_refuses_an_unverified_sender_with_an_error_the_caller_sees(ses):
+    with pytest.raises(Exception, match="MessageRejected|not verified"):
+        SesMailer("someone-else@example.com", region="eu-west-1").send(_confirmation())
+    assert ses.sent_messages == []
+
+
+def test_the_outbox_folder_holds_one_eml_file_a_mail_program_can_open(tmp_path):
+    message_id = OutboxFolderMailer(SENDER, tmp_path).send(_confirmation())
+
+    (path,) = tmp_path.glob("*.eml")
+    parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert parsed["Message-ID"] == message_id
+    assert (parsed["From"], parsed["To"]) == (SENDER, "user3@example.com")
+    assert parsed["Subject"] == "Booking #4711 confirmed: Loft in Paris #9"
+    assert "420.50 EUR" in parsed.get_content()
+
+
+@pytest.mark.parametrize("mode, kind", [("ses", SesMailer), ("outbox", OutboxFolderMailer), ("off", DisabledMailer)])
+def test_mail_mode_picks_the_mailer(monkeypatch, mode, kind):
+    monkeypatch.setenv("MAIL_MODE", mode)
+    assert isinstance(build_mailer(), kind)
+
+
+class FakeOutbox:
+    def __init__(self, items):
+        self.rows = {i.id: {"item": i, "status": "pending", "attempts": i.attempts, "error": None} for i in items}
+
+    def claim(self, booking_ids=None, limit=100):
+        return [r["item"] for r in self.rows.values() if r["status"] == "pending"
+                and (booking_ids is None or r["item"].booking_id in booking_ids)][:limit]
+
+    def mark_sent(self, item, message_id):
+        self.rows[item.id].update(status="sent", message_id=message_id)
+
+    def mark_failed(self, item, error, max_attempts):
+        row = self.rows[item.id]
+        row["attempts"] += 1
+        row["error"] = error
+        row["status"] = "failed" if row["attempts"] >= max_attempts else "pending"
+        return row["status"] == "failed"
+
+
+class FlakyMailer:
+    enabled = True
+
+    def __init__(self, failures: int):
+        self.failures = failures
+        self.sent = []
+
+    def send(self, mail):
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("SES endpoint unreachable")
+        self.sent.append(mail)
+        return f"msg-{len(self.sent)}"
+
+
+def _item(booking_id, attempts=0):
+    return OutboxEmail(booking_id, booking_id, f"key-{booking_id}", _confirmation(), attempts)
+
+
+def test_a_failed_send_is_recorded_and_left_pending_then_a_later_call_sends_it():
+    outbox, mailer = FakeOutbox([_item(1)]), FlakyMailer(failures=1)
+
+    assert send_pending_emails(outbox, mailer) == {"failed": 1}
+    assert outbox.rows[1]["status"] == "pending" and "unreachable" in outbox.rows[1]["error"]
+
+    assert send_pending_emails(outbox, mailer) == {"sent": 1}
+    assert outbox.rows[1]["status"] == "sent" and len(mailer.sent) == 1
+
+
+def test_only_the_named_bookings_are_sent_when_ids_are_given():
+    outbox, mailer = FakeOutbox([_item(1), _item(2)]), FlakyMailer(failures=0)
+
+    assert send_pending_emails(outbox, mailer, booking_ids=[2]) == {"sent": 1}
+    assert (outbox.rows[1]["status"], outbox.rows[2]["status"]) == ("pending", "sent")
+
+
+def test_an_email_is_given_up_after_the_maximum_attempts():
+    outbox = FakeOutbox([_item(1, attempts=2)])
+
+    assert send_pending_emails(outbox, FlakyMailer(failures=5), max_attempts=3) == {"gave_up": 1}
+    assert outbox.rows[1]["status"] == "failed"
+
+
+def test_with_mail_off_nothing_is_claimed_and_everything_stays_pending():
+    outbox = FakeOutbox([_item(1)])
+
+    assert send_pending_emails(outbox, DisabledMailer()) == {"disabled": 1}
+    assert outbox.rows[1]["status"] == "pending"
