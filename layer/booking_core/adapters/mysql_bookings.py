@@ -132,11 +132,17 @@ class MySqlBookingRepository:
         return cur.lastrowid
 
     def confirm(self, booking_key, request, hold, provider, provider_ref) -> Decision:
+        # Imported here so this method's change stays within the method (the module is shared work).
+        from booking_core.adapters.mysql_email_outbox import enqueue_confirmation_email
+
         with self._connections.transaction() as cur:
             cur.execute("UPDATE bookings SET status='confirmed' WHERE id=%s", (hold.booking_id,))
             payment_id = self._record_payment(cur, booking_key, hold, provider, provider_ref, "captured")
             decision = Decision(booking_key, model.CONFIRMED, booking_id=hold.booking_id, payment_id=payment_id,
                                 amount_cents=hold.amount_cents, currency=hold.currency)
+            # The confirmation email is queued in the confirm transaction (outbox): sent after the batch, and
+            # a failed send can never undo or block the confirmation.
+            enqueue_confirmation_email(cur, booking_key, request, hold)
             return _store_final(cur, decision, request.fingerprint())
 
     def release_declined(self, booking_key, request, hold, provider, provider_ref, decline_code) -> Decision:
