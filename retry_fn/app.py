@@ -1,5 +1,48 @@
-"""Placeholder until this function's issue lands: accepts its scheduled event and does nothing."""
+"""retry_fn: re-drives the retry table (booking_retries) — nightly by EventBridge, or on demand (`make retry`).
+
+Event: EventBridge's scheduled event (`{"detail-type": "Scheduled Event", "source": "aws.events", ...}`) or `{}`
+re-drives every due row; `{"booking_keys": ["k1", ...]}` re-drives only those rows (when they are due).
+Returns the summary (due, republished, still_failing, dead, expired, waiting, last_error) and logs it.
+"""
+import logging
+
+from booking_core import bootstrap, config, logs
+from booking_core.adapters.mysql_retries import MySqlRetryStore
+from booking_core.services.retry import redrive_due_requests
+
+logs.setup("retry_fn")
+log = logging.getLogger(__name__)
+
+# Stop claiming rows while this much of the Lambda timeout is left, so the run ends on its own.
+RESERVE_MS = 30_000
 
 
 def handler(event, context):
-    return {"status": "not_implemented"}
+    summary = redrive_due_requests(
+        retries=MySqlRetryStore(bootstrap.connections()),
+        publisher=bootstrap.publisher(),
+        requests_topic=config.requests_topic(),
+        decisions_topic=config.decisions_topic(),
+        max_attempts=config.retry_max_attempts(),
+        base_delay_s=config.retry_base_delay_s(),
+        booking_keys=booking_keys_in(event),
+        keep_going=_time_left(context),
+    )
+    log.info("retry run finished", extra={"summary": summary})
+    return summary
+
+
+def booking_keys_in(event) -> list[str] | None:
+    """The keys an on-demand event names, or None (every due row) for a scheduled event or `{}`."""
+    keys = event.get("booking_keys") if isinstance(event, dict) else None
+    if keys is None:
+        return None
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise ValueError("booking_keys must be a list of strings")
+    return keys
+
+
+def _time_left(context):
+    if context is None or not hasattr(context, "get_remaining_time_in_millis"):
+        return lambda: True
+    return lambda: context.get_remaining_time_in_millis() > RESERVE_MS

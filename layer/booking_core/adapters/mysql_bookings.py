@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from booking_core.adapters.mysql import ConnectionHolder
+from booking_core.adapters.mysql_retries import MySqlRetryTable, upsert_retry  # noqa: F401 - moved there
 from booking_core.domain import model
 from booking_core.domain.model import Decision, RequestBooking
 from booking_core.services.ports import Hold
@@ -27,28 +28,6 @@ def _store_final(cur, decision: Decision, request_hash: str) -> Decision:
         (decision.booking_key,),
     )
     return decision
-
-
-def upsert_retry(cur, booking_key: str, request: RequestBooking, reason: str, error: str) -> None:
-    """Save (or re-open) a retry row for the request. The retry run owns attempts and next_attempt_at."""
-    cur.execute(
-        "INSERT INTO booking_retries (booking_key, request_json, reason, last_error, status)"
-        " VALUES (%s, %s, %s, %s, 'pending')"
-        " ON DUPLICATE KEY UPDATE reason=VALUES(reason), last_error=VALUES(last_error),"
-        " status=IF(status IN ('in_flight', 'pending'), 'pending', status)",
-        (booking_key, json.dumps(request.to_dict()), reason, error[:2000]),
-    )
-
-
-class MySqlRetryTable:
-    """The API's way into booking_retries: a request that could not be published is parked here."""
-
-    def __init__(self, connections: ConnectionHolder):
-        self._connections = connections
-
-    def park_request(self, booking_key: str, request: RequestBooking, reason: str, error: str) -> None:
-        with self._connections.transaction() as cur:
-            upsert_retry(cur, booking_key, request, reason, error)
 
 
 class MySqlBookingRepository:

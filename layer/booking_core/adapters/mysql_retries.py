@@ -1,0 +1,137 @@
+"""The retry table (MySQL `booking_retries`): parking failed booking calls and the retry run's claims."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable
+
+from booking_core.adapters.mysql import ConnectionHolder
+from booking_core.domain.model import Decision, RequestBooking, ValidationError, parse_booking_request
+from booking_core.services.retry import GIVE_UP, RetryRow, Step
+
+# Python hands over UTC times; TIMESTAMP columns are read and written in the session's time zone.
+_FROM_UTC = "CONVERT_TZ(%s, '+00:00', @@session.time_zone)"
+OPEN_STATUSES = ("pending", "in_flight")
+
+
+def upsert_retry(cur, booking_key: str, request: RequestBooking, reason: str, error: str) -> None:
+    """Save (or re-open) a retry row for the request. The retry run owns attempts and next_attempt_at."""
+    cur.execute(
+        "INSERT INTO booking_retries (booking_key, request_json, reason, last_error, status)"
+        " VALUES (%s, %s, %s, %s, 'pending')"
+        " ON DUPLICATE KEY UPDATE reason=VALUES(reason), last_error=VALUES(last_error),"
+        " status=IF(status IN ('in_flight', 'pending'), 'pending', status)",
+        (booking_key, json.dumps(request.to_dict()), reason, error[:2000]),
+    )
+
+
+class MySqlRetryTable:
+    """The API's way into booking_retries: a request that could not be published is parked here."""
+
+    def __init__(self, connections: ConnectionHolder):
+        self._connections = connections
+
+    def park_request(self, booking_key: str, request: RequestBooking, reason: str, error: str) -> None:
+        with self._connections.transaction() as cur:
+            upsert_retry(cur, booking_key, request, reason, error)
+
+
+def _naive_utc(moment: dt.datetime) -> dt.datetime:
+    return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _retry_row(row: dict) -> RetryRow:
+    try:
+        # The API validated the dates when the request came in; a stay that has begun since is the
+        # retry rule's business, not a reason to call the row unreadable.
+        request = parse_booking_request(json.loads(row["request_json"]), today=dt.date.min)
+    except (ValueError, ValidationError):
+        request = None
+    return RetryRow(row["booking_key"], request, row["reason"], row["attempts"], row["status"], row["last_error"])
+
+
+class MySqlRetryStore:
+    """retry_fn's side of booking_retries (booking_core.services.retry.RetryStore)."""
+
+    def __init__(self, connections: ConnectionHolder):
+        self._connections = connections
+
+    def claim_due(self, now: dt.datetime, limit: int, plan: Callable[[RetryRow], Step],
+                  booking_keys: Iterable[str] | None = None) -> list[tuple[RetryRow, Step]]:
+        """Lock up to `limit` due rows no other run holds and mark each in_flight (or dead), in one transaction.
+
+        SKIP LOCKED makes a concurrent run pass over rows being claimed here instead of waiting for them; once
+        this commits, their next_attempt_at is past both runs' clocks, so no run takes them again until then.
+        """
+        keys = list(booking_keys) if booking_keys is not None else None
+        if keys == []:
+            return []
+        where_keys = " AND booking_key IN %s" if keys else ""
+        claimed = []
+        with self._connections.transaction() as cur:
+            cur.execute(
+                "SELECT booking_key, request_json, reason, attempts, status, last_error FROM booking_retries"
+                f" WHERE status IN %s AND next_attempt_at <= {_FROM_UTC}{where_keys}"
+                " ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED",
+                (OPEN_STATUSES, _naive_utc(now), *([keys] if keys else []), limit),
+            )
+            for raw in cur.fetchall():
+                row = _retry_row(raw)
+                step = plan(row)
+                if step.action == GIVE_UP:
+                    error = row.last_error if row.request is not None else "request_json is unreadable"
+                    cur.execute("UPDATE booking_retries SET status='dead', last_error=%s WHERE booking_key=%s",
+                                (error, row.booking_key))
+                else:
+                    cur.execute(
+                        "UPDATE booking_retries SET status='in_flight', attempts=attempts+1,"
+                        f" next_attempt_at={_FROM_UTC} WHERE booking_key=%s",
+                        (_naive_utc(step.next_attempt_at), row.booking_key),
+                    )
+                claimed.append((row, step))
+        return claimed
+
+    def publish_failed(self, booking_key: str, error: str) -> None:
+        with self._connections.transaction() as cur:
+            # Only an in_flight row: payment_fn may already have closed it (a timed-out publish can still land).
+            cur.execute("UPDATE booking_retries SET status='pending', last_error=%s"
+                        " WHERE booking_key=%s AND status='in_flight'", (error[:2000], booking_key))
+
+    def give_back(self, booking_key: str, error: str, now: dt.datetime) -> None:
+        with self._connections.transaction() as cur:
+            cur.execute(
+                "UPDATE booking_retries SET status='pending', attempts=GREATEST(attempts, 1)-1,"
+                f" next_attempt_at={_FROM_UTC}, last_error=%s WHERE booking_key=%s AND status='in_flight'",
+                (_naive_utc(now), error[:2000], booking_key),
+            )
+
+    def reject_expired(self, booking_key: str, request: RequestBooking, decision: Decision) -> Decision | None:
+        with self._connections.transaction() as cur:
+            # The listing lock first, as payment_fn's hold takes it: a hold in progress for this key commits
+            # before we look, so we see its booking and leave the key to payment_fn.
+            cur.execute("SELECT id FROM listings WHERE id=%s FOR UPDATE", (request.listing_id,))
+            cur.execute("SELECT decision_json FROM decisions WHERE booking_key=%s", (booking_key,))
+            stored = cur.fetchone()
+            if stored:
+                return Decision.from_dict(json.loads(stored["decision_json"]))
+            cur.execute("SELECT id FROM bookings WHERE booking_key=%s AND status IN ('held', 'confirmed')",
+                        (booking_key,))
+            if cur.fetchone():
+                return None
+            cur.execute(
+                "INSERT INTO decisions (booking_key, request_hash, status, reason, booking_id, decision_json)"
+                " VALUES (%s, %s, %s, %s, NULL, %s)",
+                (booking_key, request.fingerprint(), decision.status, decision.reason,
+                 json.dumps(decision.to_dict())),
+            )
+        return decision
+
+    def close(self, booking_key: str) -> None:
+        with self._connections.transaction() as cur:
+            cur.execute("UPDATE booking_retries SET status='succeeded', last_error=NULL"
+                        " WHERE booking_key=%s AND status IN %s", (booking_key, OPEN_STATUSES))
+
+    def count_waiting(self) -> int:
+        with self._connections.transaction() as cur:
+            cur.execute("SELECT COUNT(*) AS n FROM booking_retries WHERE status IN %s", (OPEN_STATUSES,))
+            return int(cur.fetchone()["n"])

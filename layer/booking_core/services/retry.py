@@ -1,0 +1,187 @@
+"""Re-drive the retry table (retry_fn's use case): failed booking calls get another go, with backoff.
+
+A row is *due* when it is `pending` (never re-driven, or its last attempt failed again) or `in_flight` (re-published
+but never decided) and its next_attempt_at has passed. Each due row is taken by exactly one run (the store claims
+it under a row lock and moves next_attempt_at past the run's clock), and then:
+
+- its check_in has passed → rejected `check_in_passed`: a stay in the past must not be held or charged;
+- it has used its maximum attempts → `dead`, its last error kept, for a person to look at;
+- otherwise → re-published to booking-requests with the same booking_key and the attempt number, so
+  payment_fn's idempotency holds. payment_fn then closes the row (`succeeded`) or parks it again (`pending`).
+
+Every request therefore ends with exactly one decision or sits in the retry table with its reason.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from booking_core.adapters.kafka import BrokerUnavailable
+from booking_core.domain import messages
+from booking_core.domain.model import Decision, RequestBooking
+
+log = logging.getLogger(__name__)
+
+REDRIVE, EXPIRE, GIVE_UP = "redrive", "expire", "give_up"
+CHECK_IN_PASSED = "check_in_passed"
+
+# An in_flight row is a lease: it must not come due again before payment_fn has had time to decide it, or a
+# second run would re-publish it. Longer than any run's clock skew plus a decision.
+MIN_DELAY_S = 30.0
+# Below the nightly schedule's interval, so a row with many attempts is still tried every night.
+MAX_DELAY_S = 12 * 3600.0
+CLAIM_BATCH = 50
+
+
+@dataclass(frozen=True)
+class RetryRow:
+    """One booking_retries row as the store read it; `request` is None when request_json is unreadable."""
+
+    booking_key: str
+    request: RequestBooking | None
+    reason: str
+    attempts: int
+    status: str
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the run does with a due row, and when the row comes due again if it is re-driven."""
+
+    action: str
+    next_attempt_at: dt.datetime | None = None
+
+
+class RetryStore(Protocol):
+    def claim_due(self, now: dt.datetime, limit: int, plan: Callable[[RetryRow], Step],
+                  booking_keys: Iterable[str] | None = None) -> list[tuple[RetryRow, Step]]:
+        """In one short transaction: lock up to `limit` due rows no other run holds (SKIP LOCKED), apply
+        `plan` to each (GIVE_UP → dead; otherwise in_flight, attempts + 1, next_attempt_at) and return them."""
+
+    def publish_failed(self, booking_key: str, error: str) -> None:
+        """A re-publish failed: the row is pending again with the error (the attempt counts)."""
+
+    def give_back(self, booking_key: str, error: str, now: dt.datetime) -> None:
+        """A claimed row that was not tried: pending again, due at `now`, the attempt not counted."""
+
+    def reject_expired(self, booking_key: str, request: RequestBooking, decision: Decision) -> Decision | None:
+        """Store `decision` as the key's final decision unless payment_fn holds a booking for the key
+        (then None: it is being decided, re-drive it). Returns the key's stored final decision."""
+
+    def close(self, booking_key: str) -> None:
+        """The key's final decision is published: the row is `succeeded`."""
+
+    def count_waiting(self) -> int:
+        """Rows still pending or in flight after this run."""
+
+
+@dataclass
+class RetrySummary:
+    due: int = 0
+    republished: int = 0
+    still_failing: int = 0
+    dead: int = 0
+    expired: int = 0
+    waiting: int = 0
+    last_error: str | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def backoff_delay_s(attempt: int, base_delay_s: float) -> float:
+    """Delay before attempt `attempt` + 1 may start: base, 2×base, 4×base, ... within [MIN_DELAY_S, MAX_DELAY_S]."""
+    delay = base_delay_s * 2 ** max(attempt - 1, 0)
+    return min(max(delay, MIN_DELAY_S), MAX_DELAY_S)
+
+
+def plan_step(row: RetryRow, now: dt.datetime, today: dt.date, max_attempts: int, base_delay_s: float) -> Step:
+    """The rule for one due row: expire a stay that has begun, give up after max_attempts, else re-drive."""
+    lease_until = now + dt.timedelta(seconds=backoff_delay_s(row.attempts + 1, base_delay_s))
+    if row.request is None:
+        return Step(GIVE_UP)
+    if row.request.check_in < today:
+        # Checked before the attempt limit: the client gets a final answer rather than `queued` for ever.
+        return Step(EXPIRE, lease_until)
+    if row.attempts >= max_attempts:
+        return Step(GIVE_UP)
+    return Step(REDRIVE, lease_until)
+
+
+def redrive_due_requests(
+    retries: RetryStore,
+    publisher,
+    requests_topic: str,
+    decisions_topic: str,
+    max_attempts: int,
+    base_delay_s: float,
+    now: dt.datetime | None = None,
+    booking_keys: Iterable[str] | None = None,
+    keep_going: Callable[[], bool] = lambda: True,
+    batch_size: int = CLAIM_BATCH,
+) -> dict:
+    """Take every due row (or only `booking_keys`) in batches and re-drive, expire or bury each; return the summary.
+
+    `now` (UTC) is the run's clock: rows due at or before it are taken. The first publish failure ends the run
+    (the broker is down: trying the rest would only wait out each timeout); the untried rows are given back.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    today = now.date()
+    summary = RetrySummary()
+    keys = list(booking_keys) if booking_keys is not None else None
+
+    def plan(row: RetryRow) -> Step:
+        return plan_step(row, now, today, max_attempts, base_delay_s)
+
+    broker_down = False
+    while not broker_down and keep_going():
+        claimed = retries.claim_due(now, batch_size, plan, keys)
+        if not claimed:
+            break
+        summary.due += len(claimed)
+        for row, step in claimed:
+            if broker_down:
+                retries.give_back(row.booking_key, summary.last_error or "", now)
+                continue
+            try:
+                _handle(row, step, retries, publisher, requests_topic, decisions_topic, summary)
+            except BrokerUnavailable as exc:
+                broker_down = True
+                summary.still_failing += 1
+                summary.last_error = str(exc)
+                log.error("re-publish failed; row pending again", extra={"booking_key": row.booking_key,
+                                                                       "error": str(exc)})
+                retries.publish_failed(row.booking_key, str(exc))
+    summary.waiting = retries.count_waiting()
+    return summary.to_dict()
+
+
+def _handle(row: RetryRow, step: Step, retries: RetryStore, publisher, requests_topic: str, decisions_topic: str,
+            summary: RetrySummary) -> None:
+    if step.action == GIVE_UP:
+        summary.dead += 1
+        log.warning("retry row dead", extra={"booking_key": row.booking_key, "attempts": row.attempts,
+                                            "last_error": row.last_error})
+        return
+    if step.action == EXPIRE:
+        detail = f"check_in {row.request.check_in.isoformat()} passed before the request could be decided"
+        stored = retries.reject_expired(row.booking_key, row.request,
+                                        Decision.rejected(row.booking_key, CHECK_IN_PASSED, detail))
+        if stored is not None:
+            publisher.publish(decisions_topic, row.booking_key, messages.encode_decision(stored),
+                              correlation_id=row.booking_key)
+            retries.close(row.booking_key)
+            summary.expired += 1
+            return
+        # payment_fn holds a booking for this key: let it finish (the provider answers the same charge again).
+    attempt = row.attempts + 1
+    publisher.publish(requests_topic, row.booking_key,
+                      messages.encode_request(row.booking_key, row.request, attempt=attempt),
+                      correlation_id=row.booking_key)
+    summary.republished += 1
+    log.info("re-published", extra={"booking_key": row.booking_key, "attempt": attempt, "reason": row.reason})
+
