@@ -1,5 +1,69 @@
-"""Placeholder until this function's issue lands: accepts its scheduled event and does nothing."""
+"""replication_fn: applies the MySQL change log to the Redis read model.
+
+Event shapes:
+- `{"mode": "tail"}` (the template's schedule Input) or an EventBridge scheduled event: tail the change log for
+  REPLICATION_RUN_S seconds (55 on AWS, each run of the 1-minute schedule; "0" locally: until the process
+  stops, a continuous loop), bounded by the invocation's remaining time when that is set;
+- `{"mode": "once"}`: apply what is committed now and return;
+- `{"mode": "reconcile"}`: compare the whole read model with MySQL, repair it and report the counts.
+On first start with an empty read model (or after Redis lost it) the tail does a full load first.
+"""
+from __future__ import annotations
+
+import os
+
+from booking_core import logs
+from booking_core.adapters.change_log import MySqlChangeLog
+from booking_core.adapters.read_model import RedisReadModel
+from booking_core.services import replication
+
+logs.setup("replication_fn")
+
+MODES = ("tail", "once", "reconcile")
+# Time left for the last batch and the reply after the tail stops, out of the invocation's timeout.
+TIMEOUT_MARGIN_S = 3.0
+
+_adapters: dict[str, object] = {}
+
+
+def replication_run_s() -> float:
+    """How long one tail invocation runs; 0 means until the process stops (the local loop)."""
+    return float(os.environ.get("REPLICATION_RUN_S") or 55)
+
+
+def _change_log() -> MySqlChangeLog:
+    # Built on first use and kept across warm invocations; settings are read when the connection opens.
+    return _adapters.setdefault("change_log", MySqlChangeLog())
+
+
+def _read_model() -> RedisReadModel:
+    return _adapters.setdefault("read_model", RedisReadModel())
+
+
+def mode_of(event) -> str:
+    """The mode an event asks for; EventBridge's scheduled-event shape (no `mode`) means tail."""
+    mode = (event or {}).get("mode", "tail") if isinstance(event, dict) else "tail"
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    return mode
+
+
+def run_seconds(context) -> float:
+    run_s = replication_run_s()
+    if run_s <= 0:
+        return 0
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is not None:
+        run_s = min(run_s, max(0.1, remaining() / 1000 - TIMEOUT_MARGIN_S))
+    return run_s
 
 
 def handler(event, context):
-    return {"status": "not_implemented"}
+    """Run one replication mode and return its summary (counts, and for reconcile what it repaired)."""
+    mode = mode_of(event)
+    if mode == "reconcile":
+        return replication.reconcile(_change_log(), _read_model())
+    if mode == "once":
+        replication.ensure_loaded(_change_log(), _read_model())
+        return replication.drain(_change_log(), _read_model())
+    return replication.tail(_change_log(), _read_model(), run_seconds(context))

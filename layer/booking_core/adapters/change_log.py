@@ -1,0 +1,170 @@
+"""The MySQL side of replication: the change log (filled by the triggers of 003_change_log.sql) and the rows.
+
+One connection, READ COMMITTED: the claiming SELECT ... FOR UPDATE SKIP LOCKED then takes record locks only
+(no gap locks that would block the application's trigger inserts), and each re-read sees the latest commit.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from booking_core.adapters.mysql import OUTAGE_ERRORS, DatabaseUnavailable, connect
+from booking_core.config import MySqlSettings, mysql_settings
+from booking_core.domain.read_model import FIELDS, OCCUPYING_STATUSES
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change-log row: something happened to entity `entity` (a table name) with primary key entity_id."""
+
+    id: int
+    entity: str
+    entity_id: int
+
+
+class MySqlChangeLog:
+    """Claims change-log rows, re-reads the rows they name, and deletes exactly the claimed rows on success."""
+
+    def __init__(self, settings: MySqlSettings | None = None):
+        self._settings = settings
+        self._conn = None
+
+    @property
+    def settings(self) -> MySqlSettings:
+        return self._settings or mysql_settings()
+
+    def _connection(self):
+        if self._conn is None or not self._conn.open:
+            conn = connect(self.settings)
+            with conn.cursor() as cur:
+                cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            conn.commit()
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                pass
+            self._conn = None
+
+    @contextmanager
+    def _cursor(self, commit: bool = True):
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                yield cur
+            if commit:
+                conn.commit()
+        except OUTAGE_ERRORS as exc:
+            self.close()
+            raise DatabaseUnavailable(str(exc)) from exc
+        except BaseException:
+            try:
+                conn.rollback()
+            except OUTAGE_ERRORS:
+                self.close()
+            raise
+
+    # -- one replicator at a time ------------------------------------------------------------------------
+    def lock_name(self) -> str:
+        return f"replication:{self.settings.database}"
+
+    @contextmanager
+    def exclusive(self, wait_s: float = 0) -> Iterator[bool]:
+        """Hold the replication lock (MySQL GET_LOCK) for the block; yields False when another replicator has it."""
+        with self._cursor() as cur:
+            cur.execute("SELECT GET_LOCK(%s, %s) AS got", (self.lock_name(), wait_s))
+            got = cur.fetchone()["got"] == 1
+        try:
+            yield got
+        finally:
+            if got and self._conn is not None and self._conn.open:
+                with self._cursor() as cur:
+                    cur.execute("SELECT RELEASE_LOCK(%s)", (self.lock_name(),))
+
+    # -- the change log ----------------------------------------------------------------------------------
+    def has_pending(self) -> bool:
+        """A cheap look without locks: is any committed change waiting?"""
+        with self._cursor() as cur:
+            cur.execute("SELECT 1 FROM change_log LIMIT 1")
+            return cur.fetchone() is not None
+
+    @contextmanager
+    def claim(self, limit: int) -> Iterator[list[Change]]:
+        """Lock up to `limit` committed change rows, skipping those locked by a transaction still open.
+
+        The block applies them; when it returns, exactly these rows are deleted in the same transaction.
+        If it raises, nothing is deleted and the rows are claimed again later. A slow transaction's change
+        row (lower id, committed late) stays invisible and unlocked until it commits, then is claimed: no gap.
+        """
+        with self._cursor() as cur:
+            cur.execute("SELECT id, entity, entity_id FROM change_log ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                        (limit,))
+            changes = [Change(r["id"], r["entity"], r["entity_id"]) for r in cur.fetchall()]
+            yield changes
+            if changes:
+                cur.execute("DELETE FROM change_log WHERE id IN %s", ([c.id for c in changes],))
+
+    def pending_count(self) -> int:
+        with self._cursor() as cur:
+            cur.execute("SELECT COUNT(*) AS n FROM change_log")
+            return cur.fetchone()["n"]
+
+    # -- current rows ------------------------------------------------------------------------------------
+    def rows(self, entity: str, ids) -> dict[int, dict]:
+        """The current rows of `entity` with these primary keys (missing ones are deleted rows)."""
+        ids = sorted(set(ids))
+        if not ids:
+            return {}
+        columns = ", ".join(FIELDS[entity])
+        with self._cursor(commit=False) as cur:
+            cur.execute(f"SELECT {columns} FROM {entity} WHERE id IN %s", (ids,))
+            return {row["id"]: row for row in cur.fetchall()}
+
+    def occupying_bookings(self, listing_id: int, start: dt.date, end: dt.date) -> list[tuple[int, dt.date, dt.date]]:
+        """(id, check_in, check_out) of the held/confirmed bookings of a listing overlapping [start, end)."""
+        with self._cursor(commit=False) as cur:
+            cur.execute(
+                "SELECT id, check_in, check_out FROM bookings WHERE listing_id=%s AND status IN %s"
+                " AND check_in < %s AND check_out > %s",
+                (listing_id, OCCUPYING_STATUSES, end, start),
+            )
+            return [(r["id"], r["check_in"], r["check_out"]) for r in cur.fetchall()]
+
+    @contextmanager
+    def snapshot(self) -> Iterator[MySqlChangeLog]:
+        """One consistent view of every table for a full scan (reconcile): REPEATABLE READ, consistent snapshot."""
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            yield self
+            conn.commit()
+        except OUTAGE_ERRORS as exc:
+            self.close()
+            raise DatabaseUnavailable(str(exc)) from exc
+        except BaseException:
+            try:
+                conn.rollback()
+            except OUTAGE_ERRORS:
+                self.close()
+            raise
+
+    def all_rows(self, entity: str) -> list[dict]:
+        columns = ", ".join(FIELDS[entity])
+        with self._cursor(commit=False) as cur:
+            cur.execute(f"SELECT {columns} FROM {entity} ORDER BY id")
+            return cur.fetchall()
+
+    def all_occupying_bookings(self) -> list[tuple[int, int, dt.date, dt.date]]:
+        """(listing_id, id, check_in, check_out) of every held/confirmed booking."""
+        with self._cursor(commit=False) as cur:
+            cur.execute("SELECT listing_id, id, check_in, check_out FROM bookings WHERE status IN %s ORDER BY id",
+                        (OCCUPYING_STATUSES,))
+            return [(r["listing_id"], r["id"], r["check_in"], r["check_out"]) for r in cur.fetchall()]

@@ -1,0 +1,99 @@
+"""The Redis side of replication: reads stored records and applies plans under the key prefix."""
+from __future__ import annotations
+
+from booking_core import config
+from booking_core.adapters.redis_client import get_redis
+from booking_core.domain.read_model import HASH, LOADED_MARKER, ZSET, Plan, is_model_key, record_key
+
+SCAN_BATCH = 1000
+
+
+class RedisReadModel:
+    """Writes each plan in one MULTI/EXEC, so a reader never sees a record without its memberships."""
+
+    def __init__(self, client=None, prefix: str | None = None):
+        self._client = client
+        self._prefix = prefix
+
+    @property
+    def redis(self):
+        return self._client or get_redis()
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix if self._prefix is not None else config.redis_prefix()
+
+    def stored(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], dict[str, str] | None]:
+        """The hash currently stored for each (entity, id); None where there is none."""
+        if not keys:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for entity, entity_id in keys:
+            pipe.hgetall(self.prefix + record_key(entity, entity_id))
+        return {key: (found or None) for key, found in zip(keys, pipe.execute(), strict=True)}
+
+    def execute(self, plan: Plan) -> None:
+        if not plan.ops:
+            return
+        p = self.prefix
+        pipe = self.redis.pipeline(transaction=True)
+        for op in plan.ops:
+            name, key = op[0], p + op[1]
+            if name == "delete":
+                pipe.delete(key)
+            elif name == "hset":
+                pipe.hset(key, mapping=op[2])
+            elif name == "hdel":
+                pipe.hdel(key, *op[2])
+            elif name == "zadd":
+                pipe.zadd(key, {op[2]: op[3]})
+            elif name == "zrem":
+                pipe.zrem(key, op[2])
+            else:
+                raise ValueError(f"unknown plan op {name!r}")
+        pipe.execute()
+
+    def model_keys(self) -> list[str]:
+        """Every key of the read model under the prefix (relative), never the decision store's keys."""
+        p = self.prefix
+        found = []
+        for key in self.redis.scan_iter(match=p + "*", count=SCAN_BATCH):
+            relative = key[len(p):]
+            if is_model_key(relative):
+                found.append(relative)
+        return found
+
+    def snapshot(self) -> dict[str, tuple[str, dict]]:
+        """The read model as it is: relative key -> (type, hash fields | zset member scores)."""
+        keys = self.model_keys()
+        p = self.prefix
+        found: dict[str, tuple[str, dict]] = {}
+        for start in range(0, len(keys), SCAN_BATCH):
+            chunk = keys[start:start + SCAN_BATCH]
+            pipe = self.redis.pipeline(transaction=False)
+            for key in chunk:
+                pipe.type(p + key)
+            types = pipe.execute()
+            pipe = self.redis.pipeline(transaction=False)
+            for key, kind in zip(chunk, types, strict=True):
+                if kind == HASH:
+                    pipe.hgetall(p + key)
+                elif kind == ZSET:
+                    pipe.zrange(p + key, 0, -1, withscores=True)
+                else:
+                    pipe.exists(p + key)
+            for key, kind, value in zip(chunk, types, pipe.execute(), strict=True):
+                if kind == "none":
+                    continue  # deleted while scanning
+                if kind == ZSET:
+                    value = dict(value)
+                elif kind != HASH:
+                    value = {}
+                found[key] = (kind, value)
+        return found
+
+    def is_loaded(self) -> bool:
+        return bool(self.redis.exists(self.prefix + LOADED_MARKER))
+
+    def mark_loaded(self) -> None:
+        self.redis.set(self.prefix + LOADED_MARKER, "1")

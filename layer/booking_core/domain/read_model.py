@@ -1,0 +1,316 @@
+"""The shape of the Redis read model, as plain Python: which keys and memberships each MySQL row produces.
+
+The replicator, reconcile and the read views share this one definition, and unit tests need no Redis.
+Keys here are relative: the adapter puts `config.redis_prefix()` in front of each.
+
+    listing:{id}               hash   the listing row
+    listings:by_price          zset   active listings, score = nightly_price_cents
+    listings:city:{city}       zset   active listings of a city (casefolded), score = nightly_price_cents
+    listing:{id}:nights        hash   night (YYYY-MM-DD) -> id of the held/confirmed booking occupying it
+    user:{id}                  hash   the user row
+    user:{id}:bookings         zset   the user's booking ids, score = id
+    user:{id}:payments         zset   the user's payment ids, score = id
+    booking:{id}, payment:{id} hash   the rows
+
+Listing members are zero-padded ids, so Redis orders equal prices by id (lexicographic = numeric).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+
+INT, STR, BOOL, DATE, TIMESTAMP = "int", "str", "bool", "date", "timestamp"
+# Bookings in these states occupy their nights (the write side's rule, repeated here for the read side).
+OCCUPYING_STATUSES = ("held", "confirmed")
+
+FIELDS: dict[str, dict[str, str]] = {
+    "users": {"id": INT, "email": STR, "name": STR, "created_at": TIMESTAMP, "updated_at": TIMESTAMP},
+    "listings": {"id": INT, "host_id": INT, "title": STR, "city": STR, "max_guests": INT,
+                 "nightly_price_cents": INT, "currency": STR, "active": BOOL,
+                 "created_at": TIMESTAMP, "updated_at": TIMESTAMP},
+    "bookings": {"id": INT, "booking_key": STR, "user_id": INT, "listing_id": INT, "check_in": DATE,
+                 "check_out": DATE, "guests": INT, "status": STR, "amount_cents": INT, "currency": STR,
+                 "created_at": TIMESTAMP, "updated_at": TIMESTAMP},
+    "payments": {"id": INT, "booking_id": INT, "booking_key": STR, "user_id": INT, "amount_cents": INT,
+                 "currency": STR, "provider": STR, "provider_ref": STR, "status": STR,
+                 "created_at": TIMESTAMP, "updated_at": TIMESTAMP},
+}
+ENTITIES = tuple(FIELDS)
+RECORD_NAMES = {"users": "user", "listings": "listing", "bookings": "booking", "payments": "payment"}
+ENTITY_OF_RECORD = {name: entity for entity, name in RECORD_NAMES.items()}
+
+HASH, ZSET = "hash", "zset"
+PRICE_INDEX = "listings:by_price"
+LOADED_MARKER = "replication:loaded"
+
+_RECORD_KEY = re.compile(r"^(user|listing|booking|payment):(\d+)$")
+_INDEX_KEY = re.compile(r"^(listings:by_price|listings:city:.+|listing:\d+:nights|user:\d+:(bookings|payments))$")
+
+
+def record_key(entity: str, entity_id: int) -> str:
+    return f"{RECORD_NAMES[entity]}:{entity_id}"
+
+
+def city_index(city: str) -> str:
+    return f"listings:city:{city.strip().casefold()}"
+
+
+def nights_key(listing_id: int) -> str:
+    return f"listing:{listing_id}:nights"
+
+
+def user_bookings_key(user_id: int) -> str:
+    return f"user:{user_id}:bookings"
+
+
+def user_payments_key(user_id: int) -> str:
+    return f"user:{user_id}:payments"
+
+
+def listing_member(listing_id: int) -> str:
+    return f"{int(listing_id):020d}"
+
+
+def is_record_key(key: str) -> bool:
+    return _RECORD_KEY.match(key) is not None
+
+
+def is_index_key(key: str) -> bool:
+    """Sorted sets and nights hashes: repaired member by member."""
+    return _INDEX_KEY.match(key) is not None
+
+
+def index_type(key: str) -> str:
+    return HASH if key.endswith(":nights") else ZSET
+
+
+def is_model_key(key: str) -> bool:
+    """Keys the replicator owns. Anything else under the prefix (the decision store's req:/wake:) is not ours."""
+    return is_record_key(key) or is_index_key(key)
+
+
+# -- rows <-> hashes ---------------------------------------------------------------------------------------
+
+def _encode_value(value) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, dt.datetime):
+        return value.isoformat(timespec="microseconds")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def encode_row(entity: str, row: dict) -> dict[str, str]:
+    """A MySQL row as the strings of its Redis hash; NULL columns are left out."""
+    return {name: _encode_value(row[name]) for name in FIELDS[entity] if row.get(name) is not None}
+
+
+def decode_record(entity: str, stored: dict[str, str]) -> dict:
+    """A Redis hash back to typed values (ints as ints, active as a bool; dates stay ISO strings)."""
+    decoded = {}
+    for name, kind in FIELDS[entity].items():
+        raw = stored.get(name)
+        if raw is None:
+            decoded[name] = None
+        elif kind == INT:
+            decoded[name] = int(raw)
+        elif kind == BOOL:
+            decoded[name] = raw == "1"
+        else:
+            decoded[name] = raw
+    return decoded
+
+
+def memberships(entity: str, stored: dict[str, str] | None) -> dict[tuple[str, str], float]:
+    """Every sorted-set membership a record's hash implies: (zset key, member) -> score."""
+    if not stored:
+        return {}
+    if entity == "listings":
+        if stored.get("active") != "1":
+            return {}  # an inactive listing is in no search index
+        member, price = listing_member(int(stored["id"])), float(stored["nightly_price_cents"])
+        return {(PRICE_INDEX, member): price, (city_index(stored["city"]), member): price}
+    if entity == "bookings":
+        return {(user_bookings_key(int(stored["user_id"])), stored["id"]): float(stored["id"])}
+    if entity == "payments":
+        return {(user_payments_key(int(stored["user_id"])), stored["id"]): float(stored["id"])}
+    return {}
+
+
+def booking_span(stored: dict[str, str] | None) -> tuple[int, dt.date, dt.date] | None:
+    """(listing_id, check_in, check_out) of a booking hash, whatever its status: the nights it may touch."""
+    if not stored:
+        return None
+    return (int(stored["listing_id"]), dt.date.fromisoformat(stored["check_in"]),
+            dt.date.fromisoformat(stored["check_out"]))
+
+
+def nights_between(start: dt.date, end: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=i) for i in range((end - start).days)]
+
+
+def occupied_nights(bookings, start: dt.date | None = None, end: dt.date | None = None) -> dict[str, str]:
+    """night -> booking id for occupying bookings [(id, check_in, check_out)], optionally only within [start, end).
+
+    Where bookings overlap (possible only through hand-made rows) the lowest id wins, so the result does not
+    depend on the order rows were applied in.
+    """
+    nights: dict[str, int] = {}
+    for booking_id, check_in, check_out in bookings:
+        lo = max(check_in, start) if start else check_in
+        hi = min(check_out, end) if end else check_out
+        for night in nights_between(lo, hi):
+            key = night.isoformat()
+            if key not in nights or booking_id < nights[key]:
+                nights[key] = booking_id
+    return {night: str(booking_id) for night, booking_id in nights.items()}
+
+
+# -- plans: what to write, as data ------------------------------------------------------------------------
+
+@dataclass
+class Plan:
+    """Redis writes as data, so the services can be tested without Redis and applied in one MULTI/EXEC."""
+
+    ops: list[tuple] = field(default_factory=list)
+
+    def replace_hash(self, key: str, mapping: dict[str, str]) -> None:
+        self.ops.append(("delete", key))
+        if mapping:
+            self.ops.append(("hset", key, dict(mapping)))
+
+    def delete(self, key: str) -> None:
+        self.ops.append(("delete", key))
+
+    def zadd(self, key: str, member: str, score: float) -> None:
+        self.ops.append(("zadd", key, member, score))
+
+    def zrem(self, key: str, member: str) -> None:
+        self.ops.append(("zrem", key, member))
+
+    def hset(self, key: str, mapping: dict[str, str]) -> None:
+        if mapping:
+            self.ops.append(("hset", key, dict(mapping)))
+
+    def hdel(self, key: str, fields: list[str]) -> None:
+        if fields:
+            self.ops.append(("hdel", key, list(fields)))
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+
+def plan_record(plan: Plan, entity: str, entity_id: int, old: dict[str, str] | None, new: dict[str, str] | None):
+    """Write a record's whole Redis form: its hash, plus memberships moved from what `old` implied to `new`'s."""
+    key = record_key(entity, entity_id)
+    if new is None:
+        plan.delete(key)
+    elif new != old:
+        plan.replace_hash(key, new)
+    wanted = memberships(entity, new)
+    for zset_key, member in memberships(entity, old).keys() - wanted.keys():
+        plan.zrem(zset_key, member)
+    for (zset_key, member), score in sorted(wanted.items()):
+        plan.zadd(zset_key, member, score)  # also when unchanged: heals a member lost by other means
+
+
+def plan_nights(plan: Plan, listing_id: int, start: dt.date, end: dt.date, occupying) -> None:
+    """Set the listing's nights in [start, end) to exactly what the occupying bookings say (MySQL is the truth)."""
+    wanted = occupied_nights(occupying, start, end)
+    plan.hset(nights_key(listing_id), wanted)
+    plan.hdel(nights_key(listing_id), [n.isoformat() for n in nights_between(start, end) if n.isoformat()
+                                       not in wanted])
+
+
+# -- the whole model, for reconcile ------------------------------------------------------------------------
+
+def full_model(rows_by_entity: dict[str, list[dict]], occupying_bookings) -> dict[str, tuple[str, dict]]:
+    """Every key the read model should hold for these MySQL rows: key -> (type, hash fields | zset scores)."""
+    model: dict[str, tuple[str, dict]] = {}
+    for entity, rows in rows_by_entity.items():
+        for row in rows:
+            stored = encode_row(entity, row)
+            model[record_key(entity, row["id"])] = (HASH, stored)
+            for (zset_key, member), score in memberships(entity, stored).items():
+                model.setdefault(zset_key, (ZSET, {}))[1][member] = score
+    by_listing: dict[int, list] = {}
+    for listing_id, booking_id, check_in, check_out in occupying_bookings:
+        by_listing.setdefault(listing_id, []).append((booking_id, check_in, check_out))
+    for listing_id, bookings in by_listing.items():
+        model[nights_key(listing_id)] = (HASH, occupied_nights(bookings))
+    return model
+
+
+@dataclass
+class RepairReport:
+    """What reconcile found and fixed. Records are whole hashes; members are sorted-set members or nights."""
+
+    records_missing: int = 0
+    records_stale: int = 0
+    records_orphan: int = 0
+    members_missing: int = 0
+    members_stale: int = 0
+    members_orphan: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "records": {"missing": self.records_missing, "stale": self.records_stale, "orphan": self.records_orphan},
+            "members": {"missing": self.members_missing, "stale": self.members_stale, "orphan": self.members_orphan},
+            "repaired": self.total,
+        }
+
+    @property
+    def total(self) -> int:
+        return (self.records_missing + self.records_stale + self.records_orphan + self.members_missing
+                + self.members_stale + self.members_orphan)
+
+
+def plan_repair(wanted: dict[str, tuple[str, dict]], actual: dict[str, tuple[str, dict]]) -> tuple[Plan, RepairReport]:
+    """Writes that turn `actual` (the model keys found in Redis) into `wanted`, and the count of each kind of drift."""
+    plan, report = Plan(), RepairReport()
+    for key in sorted(wanted.keys() | actual.keys()):
+        want_type, want = wanted.get(key, (None, None))
+        have_type, have = actual.get(key, (None, None))
+        if is_record_key(key):
+            if want is None:
+                report.records_orphan += 1
+                plan.delete(key)
+            elif have is None:
+                report.records_missing += 1
+                plan.replace_hash(key, want)
+            elif have_type != want_type or have != want:
+                report.records_stale += 1
+                plan.replace_hash(key, want)
+            continue
+        kind = index_type(key)
+        want, have = want or {}, have or {}
+        if have_type is not None and have_type != kind:
+            plan.delete(key)  # a key of the wrong type: rebuild it from scratch
+            report.members_stale += max(1, len(have))
+            have = {}
+        missing = want.keys() - have.keys()
+        orphan = have.keys() - want.keys()
+        stale = {m for m in want.keys() & have.keys() if _differs(have[m], want[m])}
+        report.members_missing += len(missing)
+        report.members_orphan += len(orphan)
+        report.members_stale += len(stale)
+        if kind == ZSET:
+            for member in sorted(orphan):
+                plan.zrem(key, member)
+            for member in sorted(missing | stale):
+                plan.zadd(key, member, want[member])
+        else:
+            plan.hdel(key, sorted(orphan))
+            plan.hset(key, {m: want[m] for m in sorted(missing | stale)})
+    return plan, report
+
+
+def _differs(have, want) -> bool:
+    if isinstance(want, float | int) and not isinstance(want, bool):
+        try:
+            return float(have) != float(want)
+        except (TypeError, ValueError):
+            return True
+    return have != want

@@ -1,0 +1,27 @@
+"""`python -m replication_fn.reconcile` (`make reconcile`): repair the Redis read model from MySQL and print
+what was missing, stale and orphan. Safe while the stack runs: it waits for the replication lock."""
+from __future__ import annotations
+
+import json
+import sys
+
+from booking_core.adapters.change_log import MySqlChangeLog
+from booking_core.adapters.read_model import RedisReadModel
+from booking_core.services.replication import ReplicatorBusy, reconcile
+
+
+def main() -> int:
+    change_log = MySqlChangeLog()
+    try:
+        report = reconcile(change_log, RedisReadModel())
+    except ReplicatorBusy as exc:
+        print(f"reconcile: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        change_log.close()
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

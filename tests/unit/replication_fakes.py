@@ -1,0 +1,115 @@
+"""In-memory stand-ins for the replication adapters (MySqlChangeLog, RedisReadModel), for unit tests."""
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from contextlib import contextmanager
+
+from booking_core.adapters.change_log import Change
+from booking_core.domain.read_model import FIELDS, HASH, LOADED_MARKER, OCCUPYING_STATUSES, ZSET, record_key
+
+TS = dt.datetime(2026, 11, 25, 9, 0, 0)
+
+
+class FakeChangeLog:
+    """Tables as dicts; every write through `insert/update/delete` logs a change, like the triggers do."""
+
+    def __init__(self):
+        self.tables: dict[str, dict[int, dict]] = {entity: {} for entity in FIELDS}
+        self.log: list[Change] = []
+        self.locked_by_other = False
+        self._next_change = 1
+
+    # -- writes, as the application or a SQL shell would make them
+    def insert(self, entity: str, **row) -> dict:
+        full = {name: None for name in FIELDS[entity]} | {"created_at": TS, "updated_at": TS} | row
+        self.tables[entity][row["id"]] = full
+        self._record(entity, row["id"])
+        return full
+
+    def update(self, entity: str, entity_id: int, **changes) -> None:
+        self.tables[entity][entity_id].update(changes)
+        self._record(entity, entity_id)
+
+    def delete(self, entity: str, entity_id: int) -> None:
+        del self.tables[entity][entity_id]
+        self._record(entity, entity_id)
+
+    def _record(self, entity, entity_id):
+        self.log.append(Change(self._next_change, entity, entity_id))
+        self._next_change += 1
+
+    # -- the adapter's interface
+    @contextmanager
+    def exclusive(self, wait_s: float = 0):
+        yield not self.locked_by_other
+
+    def has_pending(self) -> bool:
+        return bool(self.log)
+
+    @contextmanager
+    def claim(self, limit: int):
+        claimed = self.log[:limit]
+        yield claimed
+        self.log = [c for c in self.log if c not in claimed]
+
+    def rows(self, entity, ids):
+        return {i: dict(self.tables[entity][i]) for i in ids if i in self.tables[entity]}
+
+    def occupying_bookings(self, listing_id, start, end):
+        return [(b["id"], b["check_in"], b["check_out"]) for b in self.tables["bookings"].values()
+                if b["listing_id"] == listing_id and b["status"] in OCCUPYING_STATUSES
+                and b["check_in"] < end and b["check_out"] > start]
+
+    @contextmanager
+    def snapshot(self):
+        yield self
+
+    def all_rows(self, entity):
+        return [dict(r) for _, r in sorted(self.tables[entity].items())]
+
+    def all_occupying_bookings(self):
+        return [(b["listing_id"], b["id"], b["check_in"], b["check_out"])
+                for _, b in sorted(self.tables["bookings"].items()) if b["status"] in OCCUPYING_STATUSES]
+
+
+class FakeReadModel:
+    """Redis as a dict of key -> (type, contents); empty hashes and sets vanish, as in Redis."""
+
+    def __init__(self):
+        self.keys: dict[str, tuple[str, dict]] = {}
+        self.executed = 0
+
+    def stored(self, keys):
+        found = {}
+        for entity, entity_id in keys:
+            kind, value = self.keys.get(record_key(entity, entity_id), (None, None))
+            found[(entity, entity_id)] = dict(value) if kind == HASH and value else None
+        return found
+
+    def execute(self, plan):
+        self.executed += 1
+        for op in plan.ops:
+            name, key = op[0], op[1]
+            if name == "delete":
+                self.keys.pop(key, None)
+            elif name == "hset":
+                self.keys.setdefault(key, (HASH, {}))[1].update(op[2])
+            elif name == "hdel":
+                for field in op[2]:
+                    self.keys.get(key, (HASH, {}))[1].pop(field, None)
+            elif name == "zadd":
+                self.keys.setdefault(key, (ZSET, {}))[1][op[2]] = float(op[3])
+            elif name == "zrem":
+                self.keys.get(key, (ZSET, {}))[1].pop(op[2], None)
+            if key in self.keys and not self.keys[key][1] and key != LOADED_MARKER:
+                del self.keys[key]
+
+    def snapshot(self):
+        return copy.deepcopy({k: v for k, v in self.keys.items() if k != LOADED_MARKER})
+
+    def is_loaded(self):
+        return LOADED_MARKER in self.keys
+
+    def mark_loaded(self):
+        self.keys[LOADED_MARKER] = ("string", {"": "1"})

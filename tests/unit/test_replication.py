@@ -1,0 +1,248 @@
+"""The replication service (booking_core.services.replication) on in-memory fakes of MySQL and Redis."""
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import itertools
+
+import pytest
+
+from booking_core.domain import read_model as rm
+from booking_core.services import replication
+from tests.unit.replication_fakes import FakeChangeLog, FakeReadModel
+
+JAN = dt.date(2030, 1, 1)
+
+
+def day(n: int) -> dt.date:
+    return JAN + dt.timedelta(days=n)
+
+
+@pytest.fixture
+def db():
+    db = FakeChangeLog()
+    db.insert("users", id=1, email="ana@example.com", name="Ana")
+    db.insert("listings", id=7, host_id=1, title="Loft", city="Lisbon", max_guests=4, nightly_price_cents=9000,
+              currency="EUR", active=1)
+    return db
+
+
+@pytest.fixture
+def redis():
+    return FakeReadModel()
+
+
+def booking(db, booking_id, listing_id=7, start=0, nights=3, status="confirmed", user_id=1):
+    return db.insert("bookings", id=booking_id, booking_key=f"k{booking_id}", user_id=user_id,
+                     listing_id=listing_id, check_in=day(start), check_out=day(start + nights), guests=1,
+                     status=status, amount_cents=100, currency="EUR")
+
+
+def test_applying_changes_writes_each_rows_hash_and_deletes_exactly_the_applied_log_rows(db, redis):
+    applied = replication.apply_batch(db, redis)
+    assert applied == 2 and db.log == []
+    assert redis.keys["user:1"][1]["email"] == "ana@example.com"
+    assert redis.keys["listings:city:lisbon"][1] == {rm.listing_member(7): 9000.0}
+
+
+def test_a_batch_takes_at_most_batch_size_changes_and_leaves_the_rest(db, redis):
+    assert replication.apply_batch(db, redis, batch_size=1) == 1
+    assert len(db.log) == 1
+
+
+def test_applying_the_same_changes_twice_leaves_identical_contents(db, redis):
+    booking(db, 1)
+    db.update("listings", 7, city="Porto", nightly_price_cents=7000)
+    changes = list(db.log)
+    replication.apply_batch(db, redis)
+    first = copy.deepcopy(redis.keys)
+    db.log = changes  # the same batch again, as after a crash between the Redis write and the delete
+    replication.apply_batch(db, redis)
+    assert redis.keys == first
+
+
+def test_changes_applied_in_any_order_give_the_same_model(db, redis):
+    booking(db, 1)
+    db.update("bookings", 1, status="cancelled")
+    booking(db, 2, start=1)
+    db.update("listings", 7, active=0)
+    results = []
+    for order in itertools.permutations(db.log):
+        model = FakeReadModel()
+        db_copy = copy.copy(db)
+        db_copy.log = list(order)
+        replication.apply_batch(db_copy, model, batch_size=1000)
+        results.append(model.keys)
+    assert all(r == results[0] for r in results)
+
+
+def test_changing_the_city_moves_the_listing_and_deactivating_it_removes_it_from_every_index(db, redis):
+    replication.apply_batch(db, redis)
+    db.update("listings", 7, city="Porto")
+    replication.apply_batch(db, redis)
+    assert "listings:city:lisbon" not in redis.keys
+    assert rm.listing_member(7) in redis.keys["listings:city:porto"][1]
+    db.update("listings", 7, active=0)
+    replication.apply_batch(db, redis)
+    assert "listings:city:porto" not in redis.keys and "listings:by_price" not in redis.keys
+    assert redis.keys["listing:7"][1]["active"] == "0"
+
+
+def test_a_deleted_row_loses_its_key_and_memberships(db, redis):
+    booking(db, 1)
+    replication.apply_batch(db, redis)
+    db.delete("bookings", 1)
+    replication.apply_batch(db, redis)
+    assert "booking:1" not in redis.keys and "user:1:bookings" not in redis.keys
+    assert "listing:7:nights" not in redis.keys
+
+
+def test_a_confirmed_booking_takes_its_nights_and_a_cancelled_one_frees_them(db, redis):
+    booking(db, 1, start=0, nights=2)
+    replication.apply_batch(db, redis)
+    assert redis.keys["listing:7:nights"][1] == {"2030-01-01": "1", "2030-01-02": "1"}
+    db.update("bookings", 1, status="cancelled")
+    replication.apply_batch(db, redis)
+    assert "listing:7:nights" not in redis.keys
+
+
+def test_releasing_one_booking_never_frees_a_night_another_booking_occupies(db, redis):
+    booking(db, 1, start=0, nights=3)
+    booking(db, 2, start=2, nights=2)  # overlaps night 2 (possible only by hand, but must stay correct)
+    replication.apply_batch(db, redis)
+    db.update("bookings", 2, status="released")
+    replication.apply_batch(db, redis)
+    assert redis.keys["listing:7:nights"][1] == {"2030-01-01": "1", "2030-01-02": "1", "2030-01-03": "1"}
+    db.update("bookings", 1, status="released")
+    booking(db, 3, start=1, nights=1)
+    replication.apply_batch(db, redis)
+    assert redis.keys["listing:7:nights"][1] == {"2030-01-02": "3"}
+
+
+def test_moving_a_booking_to_other_dates_frees_the_old_nights(db, redis):
+    booking(db, 1, start=0, nights=2)
+    replication.apply_batch(db, redis)
+    db.update("bookings", 1, check_in=day(10), check_out=day(11))
+    replication.apply_batch(db, redis)
+    assert redis.keys["listing:7:nights"][1] == {"2030-01-11": "1"}
+
+
+def test_nothing_is_applied_while_another_replicator_holds_the_lock(db, redis):
+    db.locked_by_other = True
+    assert replication.apply_batch(db, redis) is None
+    assert len(db.log) == 2 and redis.keys == {}
+    assert replication.drain(db, redis)["status"] == "busy"
+
+
+def test_reconcile_of_an_empty_model_loads_everything_and_equals_replication(db, redis):
+    booking(db, 1)
+    db.insert("payments", id=1, booking_id=1, booking_key="k1", user_id=1, amount_cents=100, currency="EUR",
+              provider="sandbox", provider_ref="ch_1", status="captured")
+    replicated = FakeReadModel()
+    replication.apply_batch(db, replicated)
+    report = replication.reconcile(db, redis)
+    assert report["records"] == {"missing": 4, "stale": 0, "orphan": 0}
+    assert redis.snapshot() == replicated.snapshot()
+    assert replication.reconcile(db, redis)["repaired"] == 0
+
+
+def test_reconcile_repairs_and_counts_injected_drift(db, redis):
+    booking(db, 1)
+    replication.reconcile(db, redis)
+    redis.keys["listing:7"][1]["title"] = "wrong"
+    redis.keys["listings:by_price"][1]["00000000000000000099"] = 1.0
+    del redis.keys["user:1"]
+    report = replication.reconcile(db, redis)
+    assert report["records"] == {"missing": 1, "stale": 1, "orphan": 0}
+    assert report["members"] == {"missing": 0, "stale": 0, "orphan": 1}
+    assert replication.reconcile(db, redis)["repaired"] == 0
+
+
+def test_ensure_loaded_loads_only_when_the_model_is_empty(db, redis):
+    assert replication.ensure_loaded(db, redis)["records"]["missing"] == 2
+    assert replication.ensure_loaded(db, redis) is None
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_the_tail_applies_changes_as_they_come_until_its_run_time_is_over(db, redis):
+    clock = Clock()
+    writes = iter([lambda: booking(db, 1), lambda: db.update("bookings", 1, status="cancelled")])
+
+    def sleep(seconds):
+        clock.sleep(seconds)
+        next(writes, lambda: None)()
+
+    stats = replication.tail(db, redis, run_s=2.0, clock=clock, sleep=sleep)
+    assert stats["applied"] == 4 and stats["full_loads"] == 1 and stats["errors"] == 0
+    assert redis.keys["booking:1"][1]["status"] == "cancelled" and db.log == []
+    assert 2.0 <= clock.now < 2.1
+
+
+def test_the_tail_survives_a_failing_batch_and_carries_on(db, redis):
+    clock = Clock()
+    rows = db.rows
+    failures = iter([True])
+
+    def flaky_rows(entity, ids):
+        if next(failures, False):
+            raise ConnectionError("MySQL went away")
+        return rows(entity, ids)
+
+    db.rows = flaky_rows
+    redis.mark_loaded()
+    stats = replication.tail(db, redis, run_s=3.0, clock=clock, sleep=clock.sleep)
+    assert stats["errors"] == 1 and stats["applied"] == 2 and db.log == []
+
+
+def test_a_tail_with_run_time_zero_runs_until_stopped(db, redis):
+    clock = Clock()
+    stats = replication.tail(db, redis, run_s=0, stop=lambda: clock.now > 100, clock=clock, sleep=clock.sleep)
+    assert clock.now > 100 and stats["applied"] == 2
+
+
+def test_the_handler_reads_its_mode_from_the_event_and_a_scheduled_event_means_tail():
+    from replication_fn import app
+    from tests.conftest import load_event
+
+    assert app.mode_of(load_event("replication_fn/tail.json")) == "tail"
+    assert app.mode_of(load_event("replication_fn/scheduled_event.json")) == "tail"
+    assert app.mode_of(load_event("replication_fn/reconcile.json")) == "reconcile"
+    assert app.mode_of(load_event("replication_fn/once.json")) == "once"
+    with pytest.raises(ValueError):
+        app.mode_of({"mode": "rewind"})
+
+
+def test_the_tail_stops_before_the_invocation_times_out_and_zero_means_until_stopped(monkeypatch):
+    from replication_fn import app
+
+    class Context:
+        def get_remaining_time_in_millis(self):
+            return 20_000
+
+    monkeypatch.setenv("REPLICATION_RUN_S", "55")
+    assert app.run_seconds(Context()) == 20 - app.TIMEOUT_MARGIN_S
+    assert app.run_seconds(None) == 55
+    monkeypatch.setenv("REPLICATION_RUN_S", "0")
+    assert app.run_seconds(Context()) == 0
+
+
+def test_the_handler_runs_once_and_reconcile_on_the_adapters_it_is_given(monkeypatch, db, redis):
+    from replication_fn import app
+
+    monkeypatch.setattr(app, "_adapters", {"change_log": db, "read_model": redis})
+    booking(db, 1)
+    result = app.handler({"mode": "once"}, None)
+    assert result["applied"] == 3 and db.log == []  # the full load leaves the log; re-applying it is harmless
+    assert redis.keys["booking:1"][1]["status"] == "confirmed"
+    redis.keys["booking:1"][1]["status"] = "stale"
+    assert app.handler({"mode": "reconcile"}, None)["records"]["stale"] == 1
