@@ -1,6 +1,8 @@
 """A stand-in for Lambda's context object, for local invocations."""
 from __future__ import annotations
 
+import os
+import secrets
 import time
 import uuid
 
@@ -15,6 +17,9 @@ class LocalContext:
         self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = "local"
         self._deadline = time.monotonic() + timeout_s
+        # Lambda's runtime sets a fresh X-Ray trace id per invocation; the JSON logs carry it as trace_id.
+        os.environ["_X_AMZN_TRACE_ID"] = (f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)};"
+                                         f"Parent={secrets.token_hex(8)};Sampled=0")
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))

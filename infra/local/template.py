@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,11 +46,16 @@ class Function:
     environment: dict[str, str]
     events: list[Event] = field(default_factory=list)
     timeout: int = 3
+    # The template's folder: CodeUri (and layer ContentUri) paths are relative to it, as for `sam build`.
+    base_dir: Path = ROOT
+    layer_dirs: list[Path] = field(default_factory=list)
+    memory_mb: int = 128
 
     @property
     def module_name(self) -> str:
-        """The handler module as a package path from the repo root (payment_fn/ + app.handler → payment_fn.app)."""
-        package = self.code_uri.strip("/").replace("/", ".")
+        """The handler module as a package path from the template's folder (payment_fn/ + app.handler →
+        payment_fn.app), so functions whose modules share a name (app.py) never collide in one process."""
+        package = ".".join(part for part in Path(self.code_uri or ".").parts if part not in (".", "/"))
         module, _, _ = self.handler.rpartition(".")
         return f"{package}.{module}" if package else module
 
@@ -58,6 +64,11 @@ class Function:
         return self.handler.rpartition(".")[2]
 
     def load_handler(self):
+        """Import the handler, with the template's folder and its layers' folders importable (as on Lambda,
+        where a layer's python/ folder is on the path)."""
+        for path in (self.base_dir, *self.layer_dirs):
+            if str(path) not in sys.path:
+                sys.path.insert(0, str(path))
         return getattr(importlib.import_module(self.module_name), self.attribute)
 
     def local_environment(self, overrides_path: Path | None = None) -> dict[str, str]:
@@ -95,12 +106,28 @@ def _literal_env(variables: dict) -> dict[str, str]:
     return {k: str(v) for k, v in (variables or {}).items() if not isinstance(v, dict)}
 
 
+def _layer_dirs(resources: dict, base_dir: Path) -> list[Path]:
+    """Folders of the template's layers that exist locally (the repo's layer/ holds booking_core)."""
+    dirs = []
+    for resource in resources.values():
+        content_uri = (resource.get("Properties") or {}).get("ContentUri")
+        if resource.get("Type") == "AWS::Serverless::LayerVersion" and isinstance(content_uri, str):
+            folder = (base_dir / content_uri).resolve()
+            if folder.is_dir():
+                dirs.append(folder)
+    return dirs
+
+
 def functions(path: Path = TEMPLATE) -> dict[str, Function]:
+    """Every AWS::Serverless::Function of the template, with Globals applied, by logical id."""
+    path = Path(path).resolve()
     doc = load(path)
     globals_fn = (doc.get("Globals") or {}).get("Function") or {}
     global_env = _literal_env(((globals_fn.get("Environment") or {}).get("Variables")) or {})
+    resources = doc.get("Resources") or {}
+    layer_dirs = _layer_dirs(resources, path.parent)
     found = {}
-    for logical_id, resource in (doc.get("Resources") or {}).items():
+    for logical_id, resource in resources.items():
         if resource.get("Type") != "AWS::Serverless::Function":
             continue
         props = resource.get("Properties") or {}
@@ -109,5 +136,7 @@ def functions(path: Path = TEMPLATE) -> dict[str, Function]:
         events = [Event(name, ev.get("Type"), ev.get("Properties") or {})
                   for name, ev in (props.get("Events") or {}).items()]
         found[logical_id] = Function(logical_id, props.get("CodeUri", ""), props["Handler"], env, events,
-                                     int(props.get("Timeout", globals_fn.get("Timeout", 3))))
+                                     int(props.get("Timeout", globals_fn.get("Timeout", 3))),
+                                     base_dir=path.parent, layer_dirs=layer_dirs,
+                                     memory_mb=int(props.get("MemorySize", globals_fn.get("MemorySize", 128))))
     return found

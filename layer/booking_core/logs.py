@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -30,6 +31,11 @@ class JsonFormatter(logging.Formatter):
         }
         if self.function_name:
             line["function"] = self.function_name
+        # Lambda sets the invocation's X-Ray trace id here (the local runners do too): it ties together the
+        # lines of one invocation, also batch-level lines that have no booking in hand.
+        trace_id = os.environ.get("_X_AMZN_TRACE_ID")
+        if trace_id:
+            line["trace_id"] = trace_id
         for key, value in record.__dict__.items():
             if key not in _STANDARD and key not in line:
                 line[key] = value
@@ -38,15 +44,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def setup(function_name: str | None = None) -> None:
-    """Route the root logger to one JSON line per record on stdout (idempotent: safe on warm starts)."""
+def setup(function_name: str | None = None, stream=None) -> None:
+    """Route the root logger to one JSON line per record on stdout (idempotent: safe on warm starts).
+
+    `stream` (default stdout, where Lambda collects logs) lets a local `invoke` keep stdout for the result.
+    """
     root = logging.getLogger()
     if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         return
     # Lambda's runtime installs its own handler: replace it so lines are pure JSON.
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter(function_name))
     root.addHandler(handler)
     root.setLevel(config.log_level())
