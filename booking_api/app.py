@@ -9,7 +9,8 @@ import logging
 
 from chalice import Chalice, Response
 
-from booking_core import bootstrap, config, logs
+from booking_core import bootstrap, config, logs, views
+from booking_core.adapters.redis_client import get_redis
 from booking_core.domain import model
 from booking_core.domain.model import ValidationError, parse_booking_request
 from booking_core.services.submit import IdempotencyKeyReused, submit_booking, valid_booking_key
@@ -100,3 +101,52 @@ def booking_request_status(booking_key):
 def health():
     bootstrap.decision_store().redis.ping()
     return {"status": "ok"}
+
+
+def _read(view, *args):
+    """Run a read view on the Redis read model: 404 for an unknown id, 400 naming each bad parameter."""
+    try:
+        return view(get_redis(), *args)
+    except views.NotFound as exc:
+        return _error(404, "not_found", str(exc))
+    except ValidationError as exc:
+        return _error(400, "invalid_request", "the request has invalid parameters", exc.errors)
+
+
+def _query() -> dict:
+    return app.current_request.query_params or {}
+
+
+@app.route("/v1/listings", methods=["GET"])
+def search_listings():
+    return _read(views.search_listings, _query())
+
+
+@app.route("/v1/listings/{listing_id}", methods=["GET"])
+def get_listing(listing_id):
+    return _read(views.get_listing, listing_id)
+
+
+@app.route("/v1/listings/{listing_id}/availability", methods=["GET"])
+def listing_availability(listing_id):
+    return _read(views.listing_availability, listing_id, _query())
+
+
+@app.route("/v1/users/{user_id}", methods=["GET"])
+def get_user(user_id):
+    return _read(views.get_user, user_id)
+
+
+@app.route("/v1/users/{user_id}/bookings", methods=["GET"])
+def user_bookings(user_id):
+    return _read(views.user_bookings, user_id, _query())
+
+
+@app.route("/v1/users/{user_id}/payments", methods=["GET"])
+def user_payments(user_id):
+    return _read(views.user_payments, user_id, _query())
+
+
+@app.route("/v1/bookings/{booking_id}", methods=["GET"])
+def get_booking(booking_id):
+    return _read(views.get_booking, booking_id)

@@ -1,0 +1,233 @@
+"""Replication on the real MariaDB and Redis, driven step by step (no running loop).
+
+These tests use their own database (this run's name + `_repl`) and Redis prefix, so the local stack's
+replication loop, which tails the run's main database, never consumes their change rows.
+"""
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import pytest
+
+from booking_core import config
+from booking_core.adapters.change_log import MySqlChangeLog
+from booking_core.adapters.mysql import connect, drop_database, migrate
+from booking_core.adapters.read_model import RedisReadModel
+from booking_core.domain import read_model as rm
+from booking_core.services import replication
+from infra.seed import seed
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def settings(redis_client):
+    settings = dataclasses.replace(config.mysql_settings(), database=config.mysql_settings().database + "_repl")
+    migrate(settings)
+    seed(settings)
+    yield settings
+    drop_database(settings)
+
+
+@pytest.fixture
+def prefix(redis_client):
+    """A fresh prefix per test, under the run's own (so the session fixture deletes it at the end)."""
+    return f"{config.redis_prefix()}repl{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture
+def change_log(settings):
+    log = MySqlChangeLog(settings)
+    yield log
+    log.close()
+
+
+@pytest.fixture
+def model(redis_client, prefix):
+    return RedisReadModel(redis_client, prefix)
+
+
+@pytest.fixture
+def sql(settings):
+    conn = connect(settings, autocommit=True)
+
+    def run(statement, *args):
+        with conn.cursor() as cur:
+            cur.execute(statement, args)
+            return cur.lastrowid
+
+    yield run
+    conn.close()
+
+
+def dump(redis, prefix: str) -> dict:
+    """Every key under the prefix with its type and contents."""
+    found = {}
+    for key in redis.scan_iter(match=prefix + "*", count=1000):
+        kind = redis.type(key)
+        if kind == "hash":
+            value = redis.hgetall(key)
+        elif kind == "zset":
+            value = redis.zrange(key, 0, -1, withscores=True)
+        else:
+            value = redis.get(key)
+        found[key[len(prefix):]] = (kind, value)
+    return found
+
+
+def drain(change_log, model) -> int:
+    report = replication.drain(change_log, model)
+    assert report["status"] == "ok"
+    return report["applied"]
+
+
+def make_changes_on_every_table(sql) -> dict:
+    """An insert, an update and a delete on each replicated table, in plain SQL."""
+    tag = uuid.uuid4().hex[:8]
+    user = sql("INSERT INTO users (email, name) VALUES (%s, 'Gap Tester')", f"{tag}@example.com")
+    sql("UPDATE users SET name='Renamed' WHERE id=%s", user)
+    gone_user = sql("INSERT INTO users (email) VALUES (%s)", f"{tag}-gone@example.com")
+    sql("DELETE FROM users WHERE id=%s", gone_user)
+    listing = sql("INSERT INTO listings (host_id, title, city, max_guests, nightly_price_cents)"
+                  " VALUES (1, 'Hut', 'Faro', 3, 6100)")
+    sql("UPDATE listings SET city='Braga', nightly_price_cents=6200 WHERE id=%s", listing)
+    sql("UPDATE listings SET active=0 WHERE id=1")
+    booking = sql("INSERT INTO bookings (booking_key, user_id, listing_id, check_in, check_out, status, amount_cents)"
+                  " VALUES (%s, %s, %s, '2031-05-01', '2031-05-04', 'confirmed', 18600)", tag, user, listing)
+    released = sql("INSERT INTO bookings (booking_key, user_id, listing_id, check_in, check_out, status)"
+                   " VALUES (%s, %s, %s, '2031-06-01', '2031-06-03', 'confirmed')", tag + "r", user, listing)
+    sql("UPDATE bookings SET status='released' WHERE id=%s", released)
+    payment = sql("INSERT INTO payments (booking_id, booking_key, user_id, amount_cents) VALUES (%s, %s, %s, 18600)",
+                  booking, tag, user)
+    gone_payment = sql("INSERT INTO payments (booking_id, booking_key, user_id, amount_cents)"
+                       " VALUES (%s, %s, %s, 1)", released, tag + "r", user)
+    sql("DELETE FROM payments WHERE id=%s", gone_payment)
+    return {"user": user, "gone_user": gone_user, "listing": listing, "booking": booking, "released": released,
+            "payment": payment, "gone_payment": gone_payment}
+
+
+def test_plain_sql_changes_on_every_table_reach_their_full_redis_form(change_log, model, sql, redis_client, prefix):
+    drain(change_log, model)
+    ids = make_changes_on_every_table(sql)
+    assert drain(change_log, model) > 0
+    r, p = redis_client, prefix
+    assert r.hget(f"{p}user:{ids['user']}", "name") == "Renamed"
+    assert not r.exists(f"{p}user:{ids['gone_user']}")
+    member = rm.listing_member(ids["listing"])
+    assert r.zscore(f"{p}listings:city:braga", member) == 6200
+    assert r.zscore(f"{p}listings:city:faro", member) is None
+    assert r.zscore(f"{p}listings:by_price", rm.listing_member(1)) is None  # deactivated
+    assert r.hgetall(f"{p}listing:{ids['listing']}:nights") == {
+        "2031-05-01": str(ids["booking"]), "2031-05-02": str(ids["booking"]), "2031-05-03": str(ids["booking"])}
+    assert r.hget(f"{p}booking:{ids['released']}", "status") == "released"
+    assert r.zrange(f"{p}user:{ids['user']}:bookings", 0, -1) == [str(ids["booking"]), str(ids["released"])]
+    assert r.zrange(f"{p}user:{ids['user']}:payments", 0, -1) == [str(ids["payment"])]
+    assert not r.exists(f"{p}payment:{ids['gone_payment']}")
+    with connect(change_log.settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) AS n FROM change_log")
+        assert cur.fetchone()["n"] == 0  # applied rows are pruned
+
+
+def test_a_slow_transaction_committing_a_lower_id_late_is_not_skipped(change_log, model, sql, settings,
+                                                                      redis_client, prefix):
+    drain(change_log, model)
+    slow, fast = connect(settings), connect(settings, autocommit=True)
+    try:
+        # GIVEN T1 inserts a user and stays open (its change row has the lower id)
+        with slow.cursor() as cur:
+            cur.execute("INSERT INTO users (email) VALUES (%s)", (f"t1-{uuid.uuid4().hex[:8]}@example.com",))
+            t1_user = cur.lastrowid
+        # AND T2 inserts a user and commits
+        with fast.cursor() as cur:
+            cur.execute("INSERT INTO users (email) VALUES (%s)", (f"t2-{uuid.uuid4().hex[:8]}@example.com",))
+            t2_user = cur.lastrowid
+        assert t1_user < t2_user
+        # WHEN the replicator runs, T2's row arrives and T1's is not lost
+        assert drain(change_log, model) == 1
+        assert redis_client.exists(f"{prefix}user:{t2_user}")
+        assert not redis_client.exists(f"{prefix}user:{t1_user}")
+        # AND after T1 commits, the next run applies it
+        slow.commit()
+        assert drain(change_log, model) == 1
+    finally:
+        slow.close()
+        fast.close()
+    assert redis_client.exists(f"{prefix}user:{t1_user}") and redis_client.exists(f"{prefix}user:{t2_user}")
+
+
+def test_applying_a_batch_twice_gives_identical_redis_contents(change_log, model, sql, settings, redis_client,
+                                                               prefix):
+    replication.ensure_loaded(change_log, model)
+    drain(change_log, model)
+    make_changes_on_every_table(sql)
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT id, entity, entity_id, op FROM change_log ORDER BY id")
+        batch = cur.fetchall()
+    assert len(batch) > 10
+    drain(change_log, model)
+    once = dump(redis_client, prefix)
+    # The same change rows again, as after a crash between the Redis write and their deletion.
+    sql("INSERT INTO change_log (id, entity, entity_id, op) VALUES "
+        + ", ".join(["(%s, %s, %s, %s)"] * len(batch)), *[v for row in batch for v in row.values()])
+    assert drain(change_log, model) == len(batch)
+    assert dump(redis_client, prefix) == once
+    # And the result is exactly what a full load from MySQL builds.
+    assert replication.reconcile(change_log, model)["repaired"] == 0
+
+
+def test_reconcile_restores_a_deleted_model_exactly_and_leaves_the_decision_store_alone(change_log, model, sql,
+                                                                                        redis_client, prefix):
+    make_changes_on_every_table(sql)
+    replication.reconcile(change_log, model)
+    drain(change_log, model)
+    redis_client.hset(f"{prefix}req:some-key", mapping={"status": "pending"})
+    before = dump(redis_client, prefix)
+    model_keys = [k for k in before if rm.is_model_key(k)]
+    records = sum(1 for k in model_keys if rm.is_record_key(k))
+    members = sum(len(before[k][1]) for k in model_keys if rm.is_index_key(k))
+    redis_client.delete(*[prefix + k for k in model_keys])
+
+    report = replication.reconcile(change_log, model)
+
+    assert dump(redis_client, prefix) == before
+    assert report["records"] == {"missing": records, "stale": 0, "orphan": 0}
+    assert report["members"] == {"missing": members, "stale": 0, "orphan": 0}
+    assert redis_client.hget(f"{prefix}req:some-key", "status") == "pending"
+
+
+def test_reconcile_repairs_and_counts_a_wrong_field_a_stray_member_and_a_missing_key(change_log, model, sql,
+                                                                                    redis_client, prefix):
+    ids = make_changes_on_every_table(sql)
+    replication.reconcile(change_log, model)
+    drain(change_log, model)
+    before = dump(redis_client, prefix)
+    redis_client.hset(f"{prefix}listing:2", "nightly_price_cents", "1")  # a wrong field
+    redis_client.zadd(f"{prefix}listings:city:porto", {rm.listing_member(999999): 1})  # a stray member
+    redis_client.hset(f"{prefix}listing:{ids['listing']}:nights", "2031-07-01", "424242")  # a stray night
+    redis_client.delete(f"{prefix}booking:{ids['booking']}")  # a missing key
+    redis_client.hset(f"{prefix}payment:999999", mapping={"id": "999999"})  # an orphan record
+
+    report = replication.reconcile(change_log, model)
+
+    assert report["records"] == {"missing": 1, "stale": 1, "orphan": 1}
+    assert report["members"] == {"missing": 0, "stale": 0, "orphan": 2}
+    assert dump(redis_client, prefix) == before
+    assert replication.reconcile(change_log, model)["repaired"] == 0
+
+
+def test_only_one_replicator_applies_at_a_time(change_log, model, sql, settings):
+    sql("UPDATE users SET name='Locked Out' WHERE id=2")
+    other = connect(settings, autocommit=True)
+    try:
+        with other.cursor() as cur:
+            cur.execute("SELECT GET_LOCK(%s, 0) AS got", (change_log.lock_name(),))
+            assert cur.fetchone()["got"] == 1
+        assert replication.apply_batch(change_log, model) is None
+        with pytest.raises(replication.ReplicatorBusy):
+            replication.reconcile(change_log, model, wait_s=0)
+        with other.cursor() as cur:
+            cur.execute("SELECT RELEASE_LOCK(%s)", (change_log.lock_name(),))
+    finally:
+        other.close()
+    assert replication.apply_batch(change_log, model) >= 1
