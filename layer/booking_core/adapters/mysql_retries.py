@@ -62,6 +62,8 @@ class MySqlRetryStore:
 
         SKIP LOCKED makes a concurrent run pass over rows being claimed here instead of waiting for them; once
         this commits, their next_attempt_at is past both runs' clocks, so no run takes them again until then.
+        No ORDER BY: sorting makes InnoDB lock every due row before the LIMIT applies, so a concurrent run would
+        find nothing to take; the (status, next_attempt_at) index already yields the oldest first per status.
         """
         keys = list(booking_keys) if booking_keys is not None else None
         if keys == []:
@@ -72,7 +74,7 @@ class MySqlRetryStore:
             cur.execute(
                 "SELECT booking_key, request_json, reason, attempts, status, last_error FROM booking_retries"
                 f" WHERE status IN %s AND next_attempt_at <= {_FROM_UTC}{where_keys}"
-                " ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED",
+                " LIMIT %s FOR UPDATE SKIP LOCKED",
                 (OPEN_STATUSES, _naive_utc(now), *([keys] if keys else []), limit),
             )
             for raw in cur.fetchall():
