@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import logging
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -75,11 +76,16 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     functions = template.functions(Path(args.template))
     if args.trigger:
-        function = functions[args.trigger]
+        function = functions.get(args.trigger)
+        events = [e for e in function.events if e.type in SCHEDULE_TYPES] if function else []
+        if not events:
+            scheduled_ids = sorted({f.logical_id for f, _ in scheduled(functions)})
+            raise SystemExit(f"{args.trigger} has no Schedule event in {args.template}; "
+                             f"scheduled functions: {', '.join(scheduled_ids)}")
         function.apply_environment()
-        logs.setup(function.logical_id)
-        event = next(e for e in function.events if e.type in SCHEDULE_TYPES)
-        print(json.dumps(invoke(function, event_for(function, event)), default=str, indent=2))
+        # The result alone goes to stdout (it is the summary a person or script reads); logs go to stderr.
+        logs.setup(function.logical_id, stream=sys.stderr)
+        print(json.dumps(invoke(function, event_for(function, events[0])), default=str, indent=2))
         return
     logs.setup("scheduler")
     stop = threading.Event()

@@ -239,3 +239,24 @@ def test_a_function_added_to_a_throwaway_template_runs_under_the_local_stack(
             stack.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(stack.pid, signal.SIGKILL)
+
+
+def test_trigger_runs_a_functions_schedule_once_and_prints_only_its_result(mysql_db, redis_client, kafka_broker):
+    from infra.local.stack import child_env_base
+
+    result = subprocess.run([sys.executable, "-m", "infra.local.scheduler", "--trigger", "RetryFunction"], cwd=ROOT,
+                            env={**child_env_base(), "LOG_LEVEL": "INFO"}, capture_output=True, text=True,
+                            timeout=120)
+
+    assert result.returncode == 0, result.stderr
+    assert isinstance(json.loads(result.stdout), dict)
+
+
+def test_trigger_of_a_function_without_a_schedule_names_the_scheduled_ones(mysql_db):
+    from infra.local.stack import child_env_base
+
+    result = subprocess.run([sys.executable, "-m", "infra.local.scheduler", "--trigger", "PaymentFunction"],
+                            cwd=ROOT, env=child_env_base(), capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 1
+    assert "ReplicationFunction" in result.stderr and "RetryFunction" in result.stderr
