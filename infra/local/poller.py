@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 import time
@@ -30,6 +31,14 @@ from infra.local.lambda_context import LocalContext
 log = logging.getLogger("poller")
 
 LAMBDA_DEFAULT_WINDOW_S = 0.5  # Lambda's default MaximumBatchingWindowInSeconds for Kafka sources
+
+
+def consumer_latency_settings() -> dict:
+    """Fetch settings of every local poller (and of the benchmark's broker floor, so both wait alike).
+
+    LOCAL_FETCH_MAX_WAIT_MS overrides the fetch wait, for experiments.
+    """
+    return {"fetch_max_wait_ms": int(os.environ.get("LOCAL_FETCH_MAX_WAIT_MS", "20")), "fetch_min_bytes": 1}
 
 
 class KafkaPoller:
@@ -59,8 +68,7 @@ class KafkaPoller:
             enable_auto_commit=False,
             auto_offset_reset="earliest" if self.starting_position == "TRIM_HORIZON" else "latest",
             max_poll_records=self.batch_size,
-            fetch_max_wait_ms=20,
-            fetch_min_bytes=1,
+            **consumer_latency_settings(),
         )
         index, count = self.shard
         assigned = []

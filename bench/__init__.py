@@ -1,0 +1,1 @@
+"""Benchmarks against a running local stack (`make bench`); see bench/run.py."""
