@@ -165,6 +165,7 @@ def test_a_booking_made_through_the_write_api_is_readable_from_the_read_api(api)
     decision = api.post("/v1/bookings", body)
     assert decision.status == 201, decision.body
     booking_id = decision.body["booking_id"]
+    assert api.get(decision.body["status_url"]).status == 200  # the request-status route still wins its path
     assert eventually(lambda: api.get(f"/v1/bookings/{booking_id}").body.get("status") == "confirmed")
     assert booking_id in ids(api.get("/v1/users/5/bookings?limit=100"))
     assert decision.body["payment_id"] in ids(api.get("/v1/users/5/payments?limit=100"))

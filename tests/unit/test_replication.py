@@ -246,3 +246,18 @@ def test_the_handler_runs_once_and_reconcile_on_the_adapters_it_is_given(monkeyp
     assert redis.keys["booking:1"][1]["status"] == "confirmed"
     redis.keys["booking:1"][1]["status"] = "stale"
     assert app.handler({"mode": "reconcile"}, None)["records"]["stale"] == 1
+
+
+def test_a_damaged_stored_hash_does_not_block_replication_and_reconcile_cleans_up_after_it(db, redis):
+    booking(db, 1)
+    replication.apply_batch(db, redis)
+    del redis.keys["listing:7"][1]["city"]  # damaged by hand in redis-cli
+    del redis.keys["booking:1"][1]["check_in"]
+    db.update("listings", 7, city="Porto")
+    db.update("bookings", 1, status="cancelled")
+    assert replication.apply_batch(db, redis) == 2
+    assert rm.listing_member(7) in redis.keys["listings:city:porto"][1]
+    assert "listing:7:nights" not in redis.keys  # freed already: the new row's own span covers them
+    report = replication.reconcile(db, redis)
+    assert report["members"]["orphan"] == 1  # the Lisbon member the damaged hash could not name
+    assert "listings:city:lisbon" not in redis.keys and "listing:7:nights" not in redis.keys

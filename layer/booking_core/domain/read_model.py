@@ -45,7 +45,7 @@ PRICE_INDEX = "listings:by_price"
 LOADED_MARKER = "replication:loaded"
 
 _RECORD_KEY = re.compile(r"^(user|listing|booking|payment):(\d+)$")
-_INDEX_KEY = re.compile(r"^(listings:by_price|listings:city:.+|listing:\d+:nights|user:\d+:(bookings|payments))$")
+_INDEX_KEY = re.compile(r"^(listings:by_price|listings:city:.*|listing:\d+:nights|user:\d+:(bookings|payments))$")
 
 
 def record_key(entity: str, entity_id: int) -> str:
@@ -124,7 +124,18 @@ def decode_record(entity: str, stored: dict[str, str]) -> dict:
 
 
 def memberships(entity: str, stored: dict[str, str] | None) -> dict[tuple[str, str], float]:
-    """Every sorted-set membership a record's hash implies: (zset key, member) -> score."""
+    """Every sorted-set membership a record's hash implies: (zset key, member) -> score.
+
+    A damaged hash (a field missing or not a number) implies none, rather than failing the batch forever;
+    reconcile removes whatever members it left behind.
+    """
+    try:
+        return _memberships(entity, stored)
+    except (KeyError, ValueError):
+        return {}
+
+
+def _memberships(entity: str, stored: dict[str, str] | None) -> dict[tuple[str, str], float]:
     if not stored:
         return {}
     if entity == "listings":
@@ -141,10 +152,11 @@ def memberships(entity: str, stored: dict[str, str] | None) -> dict[tuple[str, s
 
 def booking_span(stored: dict[str, str] | None) -> tuple[int, dt.date, dt.date] | None:
     """(listing_id, check_in, check_out) of a booking hash, whatever its status: the nights it may touch."""
-    if not stored:
-        return None
-    return (int(stored["listing_id"]), dt.date.fromisoformat(stored["check_in"]),
-            dt.date.fromisoformat(stored["check_out"]))
+    try:
+        return (int(stored["listing_id"]), dt.date.fromisoformat(stored["check_in"]),
+                dt.date.fromisoformat(stored["check_out"])) if stored else None
+    except (KeyError, ValueError):
+        return None  # a damaged hash: its nights are repaired by reconcile
 
 
 def nights_between(start: dt.date, end: dt.date) -> list[dt.date]:
