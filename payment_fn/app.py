@@ -15,6 +15,11 @@ from booking_core.services.records import process_booking_requests
 logs.setup("payment_fn")
 log = logging.getLogger(__name__)
 
+# Older emails a failed send left pending are retried after a batch whose own emails went out, a few at a time,
+# so a mail outage never makes every batch slower; the nightly retry run sends whatever is still pending.
+RETRY_PER_BATCH = 10
+RETRY_UNTOUCHED_S = 300
+
 
 def handler(event, context):
     confirmed_booking_ids = []
@@ -32,11 +37,15 @@ def handler(event, context):
 
 
 def send_confirmation_emails(booking_ids: list[int]) -> dict:
-    """Send this batch's queued confirmation emails; any failure leaves them pending (never raises)."""
+    """Send this batch's queued confirmation emails, then retry a few older ones a failed send left pending
+    (not attempted for RETRY_UNTOUCHED_S). Any failure leaves them pending for a later run; never raises."""
     if not booking_ids:
         return {}
+    outbox = MySqlEmailOutbox(bootstrap.connections())
     try:
-        sent = send_pending_emails(MySqlEmailOutbox(bootstrap.connections()), bootstrap.mailer(), booking_ids)
+        sent = send_pending_emails(outbox, bootstrap.mailer(), booking_ids)
+        if sent.get("sent"):  # the mail service answers: worth retrying what failed earlier
+            send_pending_emails(outbox, bootstrap.mailer(), limit=RETRY_PER_BATCH, untouched_for_s=RETRY_UNTOUCHED_S)
     except Exception:  # noqa: BLE001 - the decisions are published; email is retried by a later run
         log.exception("confirmation emails left pending for a later run", extra={"bookings": len(booking_ids)})
         return {"deferred": len(booking_ids)}

@@ -139,3 +139,39 @@ def test_two_senders_never_claim_the_same_email(mysql_db, kafka_broker, monkeypa
     assert [i.booking_id for i in first] == [booking_id] and second == []
     outbox.mark_failed(first[0], "test", max_attempts=8)
     assert outbox.status_of(booking_id)["status"] == "pending"
+
+
+def test_the_next_batch_whose_email_goes_out_also_retries_an_email_that_failed_minutes_ago(
+        mysql_db, kafka_broker, ses, monkeypatch):
+    # GIVEN an email that failed to send more than five minutes ago
+    _use_mailer(monkeypatch, BrokenMailer())
+    failed_key, _ = _book(user_id=9, listing_id=17)
+    failed_id = _row("SELECT id FROM bookings WHERE booking_key=%s", failed_key)["id"]
+    conn = connect(config.mysql_settings(), autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("UPDATE email_outbox SET updated_at = updated_at - INTERVAL 10 MINUTE WHERE booking_id=%s",
+                        (failed_id,))
+    finally:
+        conn.close()
+
+    # WHEN payment_fn confirms another booking with SES working
+    _use_mailer(monkeypatch, SesMailer(SENDER, region="us-east-1"))
+    _book(user_id=10, listing_id=18)
+
+    # THEN the earlier email is sent too
+    outbox = MySqlEmailOutbox(bootstrap.connections())
+    assert outbox.status_of(failed_id)["status"] == "sent"
+    assert [m.destinations["ToAddresses"] for m in ses.sent_messages if f"#{failed_id} " in m.subject] == [
+        ["user9@example.com"]]
+
+
+def test_an_email_that_failed_just_now_is_left_for_later(mysql_db, kafka_broker, ses, monkeypatch):
+    _use_mailer(monkeypatch, BrokenMailer())
+    failed_key, _ = _book(user_id=11, listing_id=19)
+    failed_id = _row("SELECT id FROM bookings WHERE booking_key=%s", failed_key)["id"]
+
+    _use_mailer(monkeypatch, SesMailer(SENDER, region="us-east-1"))
+    _book(user_id=12, listing_id=20)
+
+    assert MySqlEmailOutbox(bootstrap.connections()).status_of(failed_id)["status"] == "pending"

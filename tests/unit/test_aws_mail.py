@@ -78,7 +78,7 @@ class FakeOutbox:
     def __init__(self, items):
         self.rows = {i.id: {"item": i, "status": "pending", "attempts": i.attempts, "error": None} for i in items}
 
-    def claim(self, booking_ids=None, limit=100):
+    def claim(self, booking_ids=None, limit=100, untouched_for_s=None):
         return [r["item"] for r in self.rows.values() if r["status"] == "pending"
                 and (booking_ids is None or r["item"].booking_id in booking_ids)][:limit]
 

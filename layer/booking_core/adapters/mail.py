@@ -32,8 +32,11 @@ class SesMailer:
             with self._lock:
                 if self._client is None:
                     import boto3
+                    from botocore.config import Config
 
-                    self._client = boto3.client("sesv2", region_name=self.region)
+                    # Short timeouts: a slow SES must not hold the batch; the email stays pending instead.
+                    self._client = boto3.client("sesv2", region_name=self.region, config=Config(
+                        connect_timeout=3, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"}))
         return self._client
 
     def send(self, email) -> str:

@@ -47,8 +47,10 @@ class MySqlEmailOutbox:
     def __init__(self, connections: ConnectionHolder):
         self._connections = connections
 
-    def claim(self, booking_ids: Iterable[int] | None = None, limit: int = 100) -> list[OutboxEmail]:
-        """Claim up to `limit` sendable rows (pending, or stale 'sending'), optionally only these bookings'."""
+    def claim(self, booking_ids: Iterable[int] | None = None, limit: int = 100,
+              untouched_for_s: float | None = None) -> list[OutboxEmail]:
+        """Claim up to `limit` sendable rows (pending, or stale 'sending'): only these bookings' when ids are
+        given; only rows untouched (no send attempt) for `untouched_for_s` when that is given."""
         ids = None if booking_ids is None else tuple(int(b) for b in booking_ids)
         if ids == ():
             return []
@@ -60,6 +62,9 @@ class MySqlEmailOutbox:
         if ids is not None:
             sql += " AND booking_id IN %s"
             args.append(ids)
+        if untouched_for_s is not None:
+            sql += " AND updated_at < CURRENT_TIMESTAMP(6) - INTERVAL %s SECOND"
+            args.append(float(untouched_for_s))
         sql += " ORDER BY id LIMIT %s"
         args.append(int(limit))
         with self._connections.transaction() as cur:

@@ -46,7 +46,8 @@ class Mailer(Protocol):
 
 
 class EmailOutbox(Protocol):
-    def claim(self, booking_ids: Iterable[int] | None = None, limit: int = 100) -> list[OutboxEmail]: ...
+    def claim(self, booking_ids: Iterable[int] | None = None, limit: int = 100,
+              untouched_for_s: float | None = None) -> list[OutboxEmail]: ...
 
     def mark_sent(self, item: OutboxEmail, message_id: str) -> None: ...
 
@@ -82,8 +83,10 @@ def confirmation_email(*, booking_id: int, booking_key: str, recipient: str, gue
 
 
 def send_pending_emails(outbox: EmailOutbox, mailer: Mailer, booking_ids: Iterable[int] | None = None,
-                        limit: int = 100, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> dict:
-    """Send queued emails (only those of `booking_ids` when given, else any pending) and record each outcome.
+                        limit: int = 100, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+                        untouched_for_s: float | None = None) -> dict:
+    """Send queued emails (only those of `booking_ids` when given, else any pending; with `untouched_for_s`,
+    only those not attempted for that long) and record each outcome.
 
     Returns counts: sent, failed (stays pending for a later call), gave_up (max_attempts reached). A send
     error is recorded and never raised; only the outbox's own storage errors propagate.
@@ -91,7 +94,7 @@ def send_pending_emails(outbox: EmailOutbox, mailer: Mailer, booking_ids: Iterab
     if not getattr(mailer, "enabled", True):
         return {"disabled": 1}
     counts: Counter = Counter()
-    for item in outbox.claim(booking_ids, limit):
+    for item in outbox.claim(booking_ids, limit, untouched_for_s):
         with correlated(item.booking_key):
             try:
                 message_id = mailer.send(item.email)
