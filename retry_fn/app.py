@@ -22,7 +22,6 @@ def handler(event, context):
         retries=MySqlRetryStore(bootstrap.connections()),
         publisher=bootstrap.publisher(),
         requests_topic=config.requests_topic(),
-        decisions_topic=config.decisions_topic(),
         max_attempts=config.retry_max_attempts(),
         base_delay_s=config.retry_base_delay_s(),
         booking_keys=booking_keys_in(event),

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import pytest
 
@@ -98,7 +97,7 @@ class BrokenAfter(FakePublisher):
 def run(store, publisher=None, now=NOW, **kw):
     publisher = publisher if publisher is not None else FakePublisher()
     options = {"max_attempts": 5, "base_delay_s": 60, "batch_size": 2, **kw}
-    summary = redrive_due_requests(store, publisher, "booking-requests", "booking-decisions", now=now, **options)
+    summary = redrive_due_requests(store, publisher, "booking-requests", now=now, **options)
     return summary, publisher
 
 
@@ -210,17 +209,14 @@ def test_a_publish_failure_puts_the_row_back_to_pending_with_the_error_and_gives
     assert summary["due"] == 3 and store.rows["e"]["attempts"] == 0
 
 
-def test_a_stay_that_has_begun_is_rejected_as_check_in_passed_and_the_decision_published():
+def test_a_stay_that_has_begun_is_rejected_as_check_in_passed_and_republished_for_payment_fn_to_answer():
     store = FakeRetryStore()
     store.add("late", request=a_request(TODAY - dt.timedelta(days=2)))
     summary, publisher = run(store)
-    assert published_requests(publisher) == []
-    ((topic, key, value),) = publisher.sent
-    decision = messages.decode_decision(value)
-    assert (topic, key, decision.status, decision.reason) == ("booking-decisions", "late", "rejected",
-                                                              "check_in_passed")
+    assert published_requests(publisher) == [("late", 1)]
+    assert (store.decisions["late"].status, store.decisions["late"].reason) == ("rejected", "check_in_passed")
     assert store.rows["late"]["status"] == "succeeded"
-    assert summary["expired"] == 1 and summary["republished"] == 0
+    assert (summary["expired"], summary["republished"]) == (1, 0)
 
 
 def test_a_begun_stay_whose_booking_payment_fn_holds_is_redriven_so_payment_fn_can_finish_it():
@@ -229,16 +225,17 @@ def test_a_begun_stay_whose_booking_payment_fn_holds_is_redriven_so_payment_fn_c
     store.held_keys.add("held")
     summary, publisher = run(store)
     assert published_requests(publisher) == [("held", 1)]
-    assert summary["expired"] == 0 and "held" not in store.decisions
+    assert (summary["expired"], summary["republished"]) == (0, 1)
+    assert "held" not in store.decisions and store.rows["held"]["status"] == "in_flight"
 
 
-def test_an_expired_key_already_decided_gets_its_stored_decision_published_again():
+def test_a_begun_stay_whose_rejection_cannot_be_published_stays_open_for_the_next_run():
     store = FakeRetryStore()
     store.add("late", request=a_request(TODAY - dt.timedelta(days=1)))
-    stored = Decision("late", "confirmed", booking_id=9)
-    store.decisions["late"] = stored
-    _, publisher = run(store)
-    assert [json.loads(v)["status"] for _, _, v in publisher.sent] == ["confirmed"]
+    summary, _ = run(store, BrokenAfter(ok=0))
+    assert store.decisions["late"].reason == "check_in_passed"
+    assert store.rows["late"]["status"] == "pending"
+    assert (summary["expired"], summary["still_failing"]) == (0, 1)
 
 
 def test_only_the_named_keys_are_taken_when_the_run_names_some():

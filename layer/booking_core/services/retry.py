@@ -4,7 +4,8 @@ A row is *due* when it is `pending` (never re-driven, or its last attempt failed
 but never decided) and its next_attempt_at has passed. Each due row is taken by exactly one run (the store claims
 it under a row lock and moves next_attempt_at past the run's clock), and then:
 
-- its check_in has passed → rejected `check_in_passed`: a stay in the past must not be held or charged;
+- its check_in has passed → rejected `check_in_passed` (a stay in the past must not be held or charged): the
+  rejection is stored as the key's decision and the request re-published, so payment_fn publishes it;
 - it has used its maximum attempts → `dead`, its last error kept, for a person to look at;
 - otherwise → re-published to booking-requests with the same booking_key and the attempt number, so
   payment_fn's idempotency holds. payment_fn then closes the row (`succeeded`) or parks it again (`pending`).
@@ -116,7 +117,6 @@ def redrive_due_requests(
     retries: RetryStore,
     publisher,
     requests_topic: str,
-    decisions_topic: str,
     max_attempts: int,
     base_delay_s: float,
     now: dt.datetime | None = None,
@@ -148,7 +148,7 @@ def redrive_due_requests(
                 retries.give_back(row.booking_key, summary.last_error or "", now)
                 continue
             try:
-                _handle(row, step, retries, publisher, requests_topic, decisions_topic, summary)
+                _handle(row, step, retries, publisher, requests_topic, summary)
             except BrokerUnavailable as exc:
                 broker_down = True
                 summary.still_failing += 1
@@ -160,28 +160,29 @@ def redrive_due_requests(
     return summary.to_dict()
 
 
-def _handle(row: RetryRow, step: Step, retries: RetryStore, publisher, requests_topic: str, decisions_topic: str,
+def _handle(row: RetryRow, step: Step, retries: RetryStore, publisher, requests_topic: str,
             summary: RetrySummary) -> None:
     if step.action == GIVE_UP:
         summary.dead += 1
         log.warning("retry row dead", extra={"booking_key": row.booking_key, "attempts": row.attempts,
                                             "last_error": row.last_error})
         return
+    stored = None
     if step.action == EXPIRE:
         detail = f"check_in {row.request.check_in.isoformat()} passed before the request could be decided"
+        # None: payment_fn holds a booking for the key, so it is re-driven for payment_fn to finish.
         stored = retries.reject_expired(row.booking_key, row.request,
                                         Decision.rejected(row.booking_key, CHECK_IN_PASSED, detail))
-        if stored is not None:
-            publisher.publish(decisions_topic, row.booking_key, messages.encode_decision(stored),
-                              correlation_id=row.booking_key)
-            retries.close(row.booking_key)
-            summary.expired += 1
-            return
-        # payment_fn holds a booking for this key: let it finish (the provider answers the same charge again).
     attempt = row.attempts + 1
+    # For an expired key payment_fn finds the stored decision and publishes it, as for any redelivery: it stays
+    # the one writer of booking-decisions, and this function needs to write only booking-requests.
     publisher.publish(requests_topic, row.booking_key,
                       messages.encode_request(row.booking_key, row.request, attempt=attempt),
                       correlation_id=row.booking_key)
+    if stored is not None:
+        retries.close(row.booking_key)
+        summary.expired += 1
+        log.info("rejected: the stay has begun", extra={"booking_key": row.booking_key, "status": stored.status})
+        return
     summary.republished += 1
     log.info("re-published", extra={"booking_key": row.booking_key, "attempt": attempt, "reason": row.reason})
-
