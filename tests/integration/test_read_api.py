@@ -258,3 +258,42 @@ def test_reads_keep_working_when_mysql_is_down(api, monkeypatch):
             assert response.status_code == 200, (path, response.body)
         assert [i["city"] for i in client.http.get("/v1/listings?city=Lisbon").json_body["items"]] == ["Lisbon"] * 8
     bootstrap.reset()
+
+
+# -- drift and loss on the running stack ----------------------------------------------------------------------
+
+def test_make_reconcile_repairs_drift_in_the_running_stacks_model_and_reports_it(api, redis_client):
+    import json
+    import subprocess
+    import sys
+
+    from infra.local.stack import child_env_base
+    from tests.conftest import ROOT
+
+    p = config.redis_prefix()
+    # GIVEN a wrong field, a stray member and a missing key in the model the stack serves
+    redis_client.hset(f"{p}listing:40", "title", "Drifted")
+    redis_client.zadd(f"{p}listings:city:rome", {"00000000000000999999": 1})
+    redis_client.delete(f"{p}user:23")
+    assert api.get("/v1/listings/40").body["title"] == "Drifted"
+    # WHEN reconcile runs as `make reconcile` does
+    result = subprocess.run([sys.executable, "-m", "replication_fn.reconcile"], cwd=ROOT, env=child_env_base(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    # THEN each is counted and repaired
+    assert report["records"] == {"missing": 1, "stale": 1, "orphan": 0}
+    assert report["members"] == {"missing": 0, "stale": 0, "orphan": 1}
+    assert api.get("/v1/listings/40").body["title"] != "Drifted"
+    assert api.get("/v1/users/23").status == 200
+    assert redis_client.zscore(f"{p}listings:city:rome", "00000000000000999999") is None
+
+
+def test_the_loop_reloads_the_model_when_redis_has_lost_it(api, redis_client):
+    from booking_core.domain.read_model import LOADED_MARKER
+
+    p = config.redis_prefix()
+    # Redis restarted (it keeps nothing on disk): the marker is gone with the keys.
+    assert redis_client.delete(f"{p}user:22", f"{p}{LOADED_MARKER}") == 2
+    assert eventually(lambda: api.get("/v1/users/22").status == 200, within=3.0)
+    assert redis_client.exists(f"{p}{LOADED_MARKER}")
