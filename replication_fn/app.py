@@ -49,6 +49,7 @@ def mode_of(event) -> str:
 
 
 def run_seconds(context) -> float:
+    """How long this tail runs: REPLICATION_RUN_S, cut to finish before the invocation times out (0: no end)."""
     run_s = replication_run_s()
     if run_s <= 0:
         return 0

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def settings(redis_client):
+def settings():
     settings = dataclasses.replace(config.mysql_settings(), database=config.mysql_settings().database + "_repl")
     migrate(settings)
     seed(settings)

@@ -45,6 +45,7 @@ class MySqlChangeLog:
         return self._conn
 
     def close(self) -> None:
+        """Close the connection (which also releases the replication lock if it is held)."""
         if self._conn is not None:
             try:
                 self._conn.close()
@@ -72,6 +73,7 @@ class MySqlChangeLog:
 
     # -- one replicator at a time ------------------------------------------------------------------------
     def lock_name(self) -> str:
+        """One lock per database, so replicators of two stacks side by side never wait on each other."""
         return f"replication:{self.settings.database}"
 
     @contextmanager
@@ -109,11 +111,6 @@ class MySqlChangeLog:
             yield changes
             if changes:
                 cur.execute("DELETE FROM change_log WHERE id IN %s", ([c.id for c in changes],))
-
-    def pending_count(self) -> int:
-        with self._cursor() as cur:
-            cur.execute("SELECT COUNT(*) AS n FROM change_log")
-            return cur.fetchone()["n"]
 
     # -- current rows ------------------------------------------------------------------------------------
     def rows(self, entity: str, ids) -> dict[int, dict]:
@@ -157,6 +154,7 @@ class MySqlChangeLog:
             raise
 
     def all_rows(self, entity: str) -> list[dict]:
+        """Every row of `entity`, with the columns the read model keeps (use inside `snapshot()`)."""
         columns = ", ".join(FIELDS[entity])
         with self._cursor(commit=False) as cur:
             cur.execute(f"SELECT {columns} FROM {entity} ORDER BY id")

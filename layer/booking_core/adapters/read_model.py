@@ -33,6 +33,7 @@ class RedisReadModel:
         return {key: (found or None) for key, found in zip(keys, pipe.execute(), strict=True)}
 
     def execute(self, plan: Plan) -> None:
+        """Apply every write of the plan, prefixed, in one MULTI/EXEC."""
         if not plan.ops:
             return
         p = self.prefix
@@ -93,7 +94,9 @@ class RedisReadModel:
         return found
 
     def is_loaded(self) -> bool:
+        """Whether a full load has run since this Redis last lost its data."""
         return bool(self.redis.exists(self.prefix + LOADED_MARKER))
 
     def mark_loaded(self) -> None:
+        """Set after a full load (reconcile); Redis losing its data loses the marker with it."""
         self.redis.set(self.prefix + LOADED_MARKER, "1")

@@ -49,30 +49,37 @@ _INDEX_KEY = re.compile(r"^(listings:by_price|listings:city:.*|listing:\d+:night
 
 
 def record_key(entity: str, entity_id: int) -> str:
+    """The hash of one row: `listing:7`."""
     return f"{RECORD_NAMES[entity]}:{entity_id}"
 
 
 def city_index(city: str) -> str:
+    """Active listings of a city by price; the city is casefolded, so `?city=lisbon` finds Lisbon."""
     return f"listings:city:{city.strip().casefold()}"
 
 
 def nights_key(listing_id: int) -> str:
+    """The listing's occupied nights: night -> booking id."""
     return f"listing:{listing_id}:nights"
 
 
 def user_bookings_key(user_id: int) -> str:
+    """The user's booking ids, score = id."""
     return f"user:{user_id}:bookings"
 
 
 def user_payments_key(user_id: int) -> str:
+    """The user's payment ids, score = id."""
     return f"user:{user_id}:payments"
 
 
 def listing_member(listing_id: int) -> str:
+    """A listing's member in the price indexes: its id zero-padded, so equal prices sort by id."""
     return f"{int(listing_id):020d}"
 
 
 def is_record_key(key: str) -> bool:
+    """Row hashes: repaired whole."""
     return _RECORD_KEY.match(key) is not None
 
 
@@ -82,6 +89,7 @@ def is_index_key(key: str) -> bool:
 
 
 def index_type(key: str) -> str:
+    """The Redis type of an index key: nights are hashes, the rest sorted sets."""
     return HASH if key.endswith(":nights") else ZSET
 
 
@@ -160,6 +168,7 @@ def booking_span(stored: dict[str, str] | None) -> tuple[int, dt.date, dt.date] 
 
 
 def nights_between(start: dt.date, end: dt.date) -> list[dt.date]:
+    """The nights of a stay from start to end: start included, end (the check-out day) not."""
     return [start + dt.timedelta(days=i) for i in range((end - start).days)]
 
 
