@@ -20,7 +20,7 @@ from booking_core.adapters.mysql_email_outbox import MySqlEmailOutbox
 from booking_core.domain import messages
 from booking_core.domain.model import parse_booking_request
 from booking_core.kafka_event import build_event
-from booking_core.services.mail import send_pending_emails
+from booking_core.services.mail import SendOutcome, send_pending_emails
 from tests.support import booking_body
 
 pytestmark = pytest.mark.integration
@@ -137,7 +137,7 @@ def test_two_senders_never_claim_the_same_email(mysql_db, kafka_broker, monkeypa
     second = outbox.claim([booking_id])
 
     assert [i.booking_id for i in first] == [booking_id] and second == []
-    outbox.mark_failed(first[0], "test", max_attempts=8)
+    assert outbox.record([SendOutcome(first[0], error="test")], max_attempts=8) == set()
     assert outbox.status_of(booking_id)["status"] == "pending"
 
 

@@ -82,15 +82,18 @@ class FakeOutbox:
         return [r["item"] for r in self.rows.values() if r["status"] == "pending"
                 and (booking_ids is None or r["item"].booking_id in booking_ids)][:limit]
 
-    def mark_sent(self, item, message_id):
-        self.rows[item.id].update(status="sent", message_id=message_id)
-
-    def mark_failed(self, item, error, max_attempts):
-        row = self.rows[item.id]
-        row["attempts"] += 1
-        row["error"] = error
-        row["status"] = "failed" if row["attempts"] >= max_attempts else "pending"
-        return row["status"] == "failed"
+    def record(self, outcomes, max_attempts):
+        given_up = set()
+        for outcome in outcomes:
+            row = self.rows[outcome.item.id]
+            row["attempts"] += 1
+            if outcome.error is None:
+                row.update(status="sent", message_id=outcome.message_id)
+            else:
+                row["error"] = outcome.error
+                row["status"] = "failed" if row["attempts"] >= max_attempts else "pending"
+                given_up |= {outcome.item.id} if row["status"] == "failed" else set()
+        return given_up
 
 
 class FlakyMailer:
@@ -141,3 +144,29 @@ def test_with_mail_off_nothing_is_claimed_and_everything_stays_pending():
 
     assert send_pending_emails(outbox, DisabledMailer()) == {"disabled": 1}
     assert outbox.rows[1]["status"] == "pending"
+
+
+def test_a_batch_of_emails_is_sent_several_at_a_time_and_recorded_together():
+    import threading
+    import time
+
+    class SlowMailer:
+        enabled = True
+
+        def __init__(self):
+            self.in_flight = self.most_in_flight = 0
+            self.lock = threading.Lock()
+
+        def send(self, mail):
+            with self.lock:
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            time.sleep(0.05)
+            with self.lock:
+                self.in_flight -= 1
+            return "ok"
+
+    outbox, mailer = FakeOutbox([_item(i) for i in range(1, 9)]), SlowMailer()
+
+    assert send_pending_emails(outbox, mailer) == {"sent": 8}
+    assert mailer.most_in_flight > 1

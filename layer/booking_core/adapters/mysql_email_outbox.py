@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from booking_core.adapters.mysql import ConnectionHolder
 from booking_core.domain.model import RequestBooking
-from booking_core.services.mail import Email, OutboxEmail, confirmation_email
+from booking_core.services.mail import Email, OutboxEmail, SendOutcome, confirmation_email
 from booking_core.services.ports import Hold
 
 log = logging.getLogger(__name__)
@@ -75,23 +75,22 @@ class MySqlEmailOutbox:
         return [OutboxEmail(r["id"], r["booking_id"], r["booking_key"], Email(r["recipient"], r["subject"], r["body"]),
                             r["attempts"], token) for r in rows]
 
-    def mark_sent(self, item: OutboxEmail, message_id: str) -> None:
+    def record(self, outcomes: list[SendOutcome], max_attempts: int) -> set[int]:
+        """Record every outcome in one transaction (one commit per batch of emails, not one per email)."""
+        sent = [(o.message_id, o.item.id, o.item.claim_token) for o in outcomes if o.error is None]
+        given_up = {o.item.id for o in outcomes if o.error is not None and o.item.attempts + 1 >= max_attempts}
+        failed = [("failed" if o.item.id in given_up else "pending", o.error[:2000], o.item.id, o.item.claim_token)
+                  for o in outcomes if o.error is not None]
         with self._connections.transaction() as cur:
-            cur.execute(
-                "UPDATE email_outbox SET status='sent', attempts=attempts+1, message_id=%s, last_error=NULL,"
-                " sent_at=CURRENT_TIMESTAMP(6), claimed_by=NULL WHERE id=%s AND claimed_by=%s",
-                (message_id, item.id, item.claim_token),
-            )
-
-    def mark_failed(self, item: OutboxEmail, error: str, max_attempts: int) -> bool:
-        gave_up = item.attempts + 1 >= max_attempts
-        with self._connections.transaction() as cur:
-            cur.execute(
-                "UPDATE email_outbox SET status=%s, attempts=attempts+1, last_error=%s, claimed_by=NULL"
-                " WHERE id=%s AND claimed_by=%s",
-                ("failed" if gave_up else "pending", error[:2000], item.id, item.claim_token),
-            )
-        return gave_up
+            if sent:
+                cur.executemany(
+                    "UPDATE email_outbox SET status='sent', attempts=attempts+1, message_id=%s, last_error=NULL,"
+                    " sent_at=CURRENT_TIMESTAMP(6), claimed_by=NULL WHERE id=%s AND claimed_by=%s", sent)
+            if failed:
+                cur.executemany(
+                    "UPDATE email_outbox SET status=%s, attempts=attempts+1, last_error=%s, claimed_by=NULL"
+                    " WHERE id=%s AND claimed_by=%s", failed)
+        return given_up
 
     def status_of(self, booking_id: int) -> dict | None:
         """The outbox row of a booking (status, attempts, last_error, recipient, subject, body), or None."""

@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 from collections import Counter
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,6 +20,7 @@ from booking_core.logs import correlated
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ATTEMPTS = 8
+SEND_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
@@ -45,14 +47,21 @@ class Mailer(Protocol):
         """Send one email; return the transport's message id or raise."""
 
 
+@dataclass(frozen=True)
+class SendOutcome:
+    """What happened to one claimed email: a message id, or the error of a failed attempt."""
+
+    item: OutboxEmail
+    message_id: str | None = None
+    error: str | None = None
+
+
 class EmailOutbox(Protocol):
     def claim(self, booking_ids: Iterable[int] | None = None, limit: int = 100,
               untouched_for_s: float | None = None) -> list[OutboxEmail]: ...
 
-    def mark_sent(self, item: OutboxEmail, message_id: str) -> None: ...
-
-    def mark_failed(self, item: OutboxEmail, error: str, max_attempts: int) -> bool:
-        """Record a failed attempt; True when the email was given up (max_attempts reached)."""
+    def record(self, outcomes: list[SendOutcome], max_attempts: int) -> set[int]:
+        """Record every outcome (one transaction); return the ids of emails given up (max_attempts reached)."""
 
 
 def format_amount(amount_cents: int, currency: str) -> str:
@@ -93,19 +102,33 @@ def send_pending_emails(outbox: EmailOutbox, mailer: Mailer, booking_ids: Iterab
     """
     if not getattr(mailer, "enabled", True):
         return {"disabled": 1}
-    counts: Counter = Counter()
-    for item in outbox.claim(booking_ids, limit, untouched_for_s):
+    items = outbox.claim(booking_ids, limit, untouched_for_s)
+    if not items:
+        return {}
+
+    def attempt(item: OutboxEmail) -> SendOutcome:
         with correlated(item.booking_key):
             try:
-                message_id = mailer.send(item.email)
-            except Exception as exc:  # noqa: BLE001 - any transport error: record it, retry on a later run
-                gave_up = outbox.mark_failed(item, repr(exc), max_attempts)
+                return SendOutcome(item, message_id=mailer.send(item.email))
+            except Exception as exc:  # noqa: BLE001 - any transport error: recorded, retried on a later run
+                return SendOutcome(item, error=repr(exc))
+
+    # SES answers in tens of milliseconds: a few sends at once keep a full batch's emails short.
+    with ThreadPoolExecutor(max_workers=min(SEND_CONCURRENCY, len(items))) as pool:
+        outcomes = list(pool.map(attempt, items))
+    given_up = outbox.record(outcomes, max_attempts)
+    counts: Counter = Counter()
+    for outcome in outcomes:
+        item = outcome.item
+        with correlated(item.booking_key):
+            if outcome.error is None:
+                counts["sent"] += 1
+                log.info("confirmation email sent", extra={"booking_id": item.booking_id,
+                                                           "message_id": outcome.message_id})
+            else:
+                gave_up = item.id in given_up
                 counts["gave_up" if gave_up else "failed"] += 1
                 log.warning("confirmation email not sent", extra={
-                    "booking_id": item.booking_id, "attempts": item.attempts + 1, "error": repr(exc),
+                    "booking_id": item.booking_id, "attempts": item.attempts + 1, "error": outcome.error,
                     "gave_up": gave_up})
-                continue
-            outbox.mark_sent(item, message_id)
-            counts["sent"] += 1
-            log.info("confirmation email sent", extra={"booking_id": item.booking_id, "message_id": message_id})
     return dict(counts)
