@@ -56,11 +56,12 @@ def test_only_the_functions_that_send_email_may_use_ses_and_only_from_the_sender
         assert statement["Condition"]["StringEquals"]["ses:FromAddress"] == {"Ref": "MailSender"}
 
 
-def test_every_function_has_its_own_log_group_with_the_retention_parameter():
-    groups = [r["Properties"] for r in RESOURCES.values() if r["Type"] == "AWS::Logs::LogGroup"]
-    named = {g["LogGroupName"]["Fn::Sub"] for g in groups}
-    assert named == {f"/aws/lambda/${{{name}}}" for name in FUNCTIONS}
-    assert all(g["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups)
+def test_every_function_logs_to_its_own_log_group_with_the_retention_parameter():
+    groups = [f["Properties"]["LoggingConfig"]["LogGroup"]["Ref"] for f in FUNCTIONS.values()]
+    assert len(set(groups)) == len(FUNCTIONS)
+    for group in groups:
+        assert RESOURCES[group]["Type"] == "AWS::Logs::LogGroup"
+        assert RESOURCES[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
 
 
 def test_the_api_url_is_an_output():
