@@ -45,6 +45,7 @@ reconcile: venv  ## rebuild/verify the whole Redis read model from MySQL and rep
 	$(PY) -m replication_fn.reconcile
 
 bench: venv  ## benchmarks against a running stack (make up first); prints the table, writes bench/results/
+	$(PY) -m pip install -q -r bench/requirements.txt
 	$(PY) -m bench.run
 
 clean:

@@ -32,6 +32,7 @@ RUN_DIR = services.LOCAL_DIR / "run"
 LOG_DIR = services.LOCAL_DIR / "logs"
 KAFKA_EVENT_TYPES = ("MSK", "SelfManagedKafka")
 SCHEDULE_TYPES = ("Schedule", "ScheduleV2")
+DEFAULT_KAFKA_CONCURRENCY = 2  # poller processes per Kafka event when LOCAL_KAFKA_CONCURRENCY is not set
 
 
 def stack_id() -> str:
@@ -134,7 +135,7 @@ class Stack:
 
     def start_functions(self) -> None:
         functions = template.functions(self.template_path)
-        shards = int(os.environ.get("LOCAL_KAFKA_CONCURRENCY", "2"))
+        shards = int(os.environ.get("LOCAL_KAFKA_CONCURRENCY", str(DEFAULT_KAFKA_CONCURRENCY)))
         ready: list[Path] = []
         for ready_file in self.run_dir.glob("ready-*"):
             ready_file.unlink()
