@@ -90,6 +90,9 @@ def kafka_broker():
     os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.details["bootstrap"]
     ensure_topics()
     yield broker.details["bootstrap"]
+    from booking_core import bootstrap
+
+    bootstrap.reset()  # close cached producers first, or they log reconnect errors after the broker is gone
     broker.stop()
 
 

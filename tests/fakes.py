@@ -29,6 +29,8 @@ class FakeBookingRepository:
         if existing and existing["status"] in ("held", "confirmed"):
             return Hold(existing["id"], request.user_id, existing["amount"], "EUR")
         listing = self.listings.get(request.listing_id)
+        if model.stay_has_begun(request):
+            return self._final(Decision.rejected(booking_key, model.CHECK_IN_PASSED))
         if request.user_id not in self.users:
             return self._final(Decision.rejected(booking_key, model.UNKNOWN_USER))
         if listing is None:

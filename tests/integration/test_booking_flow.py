@@ -248,3 +248,17 @@ def test_a_decision_slower_than_the_timeout_answers_202_then_the_status_shows_th
         assert decision is not None and decision.status == "confirmed"
     finally:
         bootstrap.reset()
+
+
+def test_a_request_decided_after_its_check_in_day_is_rejected_and_holds_nothing(stack):
+    """A request can sit in the topic or the retry table past its check-in day; payment_fn must not book it."""
+    from booking_core.domain import messages
+    from booking_core.domain.model import RequestBooking
+    from payment_fn.app import handler
+
+    key = f"late-{uuid.uuid4().hex}"
+    yesterday = dt.date.today() - dt.timedelta(days=1)
+    late = RequestBooking(1, 26, yesterday, yesterday + dt.timedelta(days=2), 1, "tok_visa")
+    assert handler(_request_event([(key.encode(), messages.encode_request(key, late))]), None) == {"rejected": 1}
+    assert [d.reason for d in _decisions_for({key})] == ["check_in_passed"]
+    assert not rows("SELECT id FROM bookings WHERE booking_key=%s", key)

@@ -93,3 +93,10 @@ def test_poison_records_are_answered_or_logged_and_the_good_ones_decided():
     assert decided["bad-type"].reason == model.INVALID_REQUEST
     assert decided["good"].status == model.CONFIRMED
     assert publisher.flushes == 1
+
+
+def test_a_stay_that_has_begun_is_rejected_without_holding_or_charging():
+    repo, payments = FakeBookingRepository(), InMemorySandboxProvider()
+    decision = decide(repo, payments, "k1", request(check_in=dt.date.today() - dt.timedelta(days=1)))
+    assert (decision.status, decision.reason) == (model.REJECTED, model.CHECK_IN_PASSED)
+    assert repo.bookings == {} and payments.calls == 0

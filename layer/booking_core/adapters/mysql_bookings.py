@@ -53,6 +53,12 @@ class MySqlBookingRepository:
                 (request.listing_id,),
             )
             listing = cur.fetchone()
+            # Re-read under the lock: a decision stored since decide_booking looked (the retry run rejecting a
+            # begun stay, or a concurrent redelivery) wins over holding and charging again.
+            cur.execute("SELECT decision_json FROM decisions WHERE booking_key=%s", (booking_key,))
+            stored = cur.fetchone()
+            if stored:
+                return Decision.from_dict(json.loads(stored["decision_json"]))
             cur.execute("SELECT id, status, user_id, amount_cents, currency FROM bookings WHERE booking_key=%s",
                         (booking_key,))
             existing = cur.fetchone()
@@ -62,7 +68,9 @@ class MySqlBookingRepository:
 
             reason = None
             cur.execute("SELECT id FROM users WHERE id=%s", (request.user_id,))
-            if cur.fetchone() is None:
+            if model.stay_has_begun(request):
+                reason, detail = model.CHECK_IN_PASSED, f"check_in {request.check_in} has passed"
+            elif cur.fetchone() is None:
                 reason, detail = model.UNKNOWN_USER, f"user {request.user_id} does not exist"
             elif listing is None:
                 reason, detail = model.UNKNOWN_LISTING, f"listing {request.listing_id} does not exist"

@@ -24,6 +24,7 @@ LISTING_INACTIVE = "listing_inactive"
 TOO_MANY_GUESTS = "too_many_guests"
 INVALID_REQUEST = "invalid_request"
 IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+CHECK_IN_PASSED = "check_in_passed"
 
 
 class ValidationError(ValueError):
@@ -138,6 +139,11 @@ def parse_booking_request(body, today: dt.date | None = None) -> RequestBooking:
     if errors:
         raise ValidationError(errors)
     return RequestBooking(user_id, listing_id, check_in, check_out, guests, token)
+
+
+def stay_has_begun(request: RequestBooking, today: dt.date | None = None) -> bool:
+    """A request decided after its check-in day (a request re-driven late) can no longer be booked."""
+    return request.check_in < (today or dt.datetime.now(dt.UTC).date())
 
 
 def stay_amount_cents(nightly_price_cents: int, nights: int) -> int:

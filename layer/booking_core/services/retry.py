@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from booking_core.adapters.kafka import BrokerUnavailable
-from booking_core.domain import messages
+from booking_core.domain import messages, model
 from booking_core.domain.model import Decision, RequestBooking
 
 log = logging.getLogger(__name__)
 
 REDRIVE, EXPIRE, GIVE_UP = "redrive", "expire", "give_up"
-CHECK_IN_PASSED = "check_in_passed"
+CHECK_IN_PASSED = model.CHECK_IN_PASSED
 
 # An in_flight row is a lease: it must not come due again before payment_fn has had time to decide it, or a
 # second run would re-publish it. Longer than any run's clock skew plus a decision.
