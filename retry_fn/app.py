@@ -7,7 +7,6 @@ Returns the summary (due, republished, still_failing, dead, expired, waiting, la
 import logging
 
 from booking_core import bootstrap, config, logs
-from booking_core.adapters.mysql_retries import MySqlRetryStore
 from booking_core.services.retry import redrive_due_requests
 
 logs.setup("retry_fn")
@@ -19,7 +18,7 @@ RESERVE_MS = 30_000
 
 def handler(event, context):
     summary = redrive_due_requests(
-        retries=MySqlRetryStore(bootstrap.connections()),
+        retries=bootstrap.retry_store(),
         publisher=bootstrap.publisher(),
         requests_topic=config.requests_topic(),
         max_attempts=config.retry_max_attempts(),

@@ -46,9 +46,15 @@ def booking_repository():
 
 
 def retry_table():
-    from booking_core.adapters.mysql_bookings import MySqlRetryTable
+    from booking_core.adapters.mysql_retries import MySqlRetryTable
 
     return _get("retry_table", lambda: MySqlRetryTable(connections()))
+
+
+def retry_store():
+    from booking_core.adapters.mysql_retries import MySqlRetryStore
+
+    return _get("retry_store", lambda: MySqlRetryStore(connections()))
 
 
 def payment_provider():

@@ -259,13 +259,12 @@ def test_the_run_stops_claiming_when_told_time_is_up():
 # ---- the handler ---------------------------------------------------------------------------------------
 
 @pytest.fixture
-def handler_on_fakes(monkeypatch):
+def handler_on_fakes():
     from booking_core import bootstrap
     from retry_fn import app
 
     store, publisher = FakeRetryStore(), FakePublisher()
-    monkeypatch.setattr(app, "MySqlRetryStore", lambda connections: store)
-    bootstrap.override("connections", object())
+    bootstrap.override("retry_store", store)
     bootstrap.override("publisher", publisher)
     yield app.handler, store, publisher
     bootstrap.reset()

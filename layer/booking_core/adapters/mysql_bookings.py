@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from booking_core.adapters.mysql import ConnectionHolder
-from booking_core.adapters.mysql_retries import MySqlRetryTable, upsert_retry  # noqa: F401 - moved there
+from booking_core.adapters.mysql_retries import upsert_retry
 from booking_core.domain import model
 from booking_core.domain.model import Decision, RequestBooking
 from booking_core.services.ports import Hold
