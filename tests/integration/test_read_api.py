@@ -166,7 +166,8 @@ def test_a_booking_made_through_the_write_api_is_readable_from_the_read_api(api)
     assert decision.status == 201, decision.body
     booking_id = decision.body["booking_id"]
     assert api.get(decision.body["status_url"]).status == 200  # the request-status route still wins its path
-    assert eventually(lambda: api.get(f"/v1/bookings/{booking_id}").body.get("status") == "confirmed")
+    # (the 1 s bound is asserted on plain SQL changes above; here the point is the shape, so allow a busy machine)
+    assert eventually(lambda: api.get(f"/v1/bookings/{booking_id}").body.get("status") == "confirmed", within=5)
     assert booking_id in ids(api.get("/v1/users/5/bookings?limit=100"))
     assert decision.body["payment_id"] in ids(api.get("/v1/users/5/payments?limit=100"))
     assert set(nights(api, 21, body["check_in"], body["check_out"]).values()) == {"booked"}
@@ -296,4 +297,4 @@ def test_the_loop_reloads_the_model_when_redis_has_lost_it(api, redis_client):
     # Redis restarted (it keeps nothing on disk): the marker is gone with the keys.
     assert redis_client.delete(f"{p}user:22", f"{p}{LOADED_MARKER}") == 2
     assert eventually(lambda: api.get("/v1/users/22").status == 200, within=3.0)
-    assert redis_client.exists(f"{p}{LOADED_MARKER}")
+    assert eventually(lambda: redis_client.exists(f"{p}{LOADED_MARKER}"))  # set just after the repair
