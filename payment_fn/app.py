@@ -8,7 +8,6 @@ that fails stays in the outbox for a later run and never fails the batch.
 import logging
 
 from booking_core import bootstrap, config, logs
-from booking_core.adapters.mysql_email_outbox import MySqlEmailOutbox
 from booking_core.services.mail import send_pending_emails
 from booking_core.services.records import process_booking_requests
 
@@ -41,7 +40,7 @@ def send_confirmation_emails(booking_ids: list[int]) -> dict:
     (not attempted for RETRY_UNTOUCHED_S). Any failure leaves them pending for a later run; never raises."""
     if not booking_ids:
         return {}
-    outbox = MySqlEmailOutbox(bootstrap.connections())
+    outbox = bootstrap.email_outbox()
     try:
         sent = send_pending_emails(outbox, bootstrap.mailer(), booking_ids)
         if sent.get("sent"):  # the mail service answers: worth retrying what failed earlier

@@ -2,11 +2,13 @@
 
 Event: EventBridge's scheduled event (`{"detail-type": "Scheduled Event", "source": "aws.events", ...}`) or `{}`
 re-drives every due row; `{"booking_keys": ["k1", ...]}` re-drives only those rows (when they are due).
-Returns the summary (due, republished, still_failing, dead, expired, waiting, last_error) and logs it.
+Returns the summary (due, republished, still_failing, dead, expired, waiting, last_error) and logs it; then sends
+the confirmation emails a failed send left pending (summary["emails"]).
 """
 import logging
 
 from booking_core import bootstrap, config, logs
+from booking_core.services.mail import send_pending_emails
 from booking_core.services.retry import redrive_due_requests
 
 logs.setup("retry_fn")
@@ -26,8 +28,18 @@ def handler(event, context):
         booking_keys=booking_keys_in(event),
         keep_going=_time_left(context),
     )
+    summary["emails"] = _send_pending_emails()
     log.info("retry run finished", extra={"summary": summary})
     return summary
+
+
+def _send_pending_emails() -> dict:
+    """Confirmation emails a failed send left pending (payment_fn retries only a few per batch)."""
+    try:
+        return send_pending_emails(bootstrap.email_outbox(), bootstrap.mailer())
+    except Exception as exc:  # noqa: BLE001 - email never fails the re-drive; the rows stay pending
+        log.exception("pending confirmation emails not sent")
+        return {"error": repr(exc)}
 
 
 def booking_keys_in(event) -> list[str] | None:

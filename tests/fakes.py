@@ -89,3 +89,27 @@ class FakeRetryTable:
 
     def park_request(self, booking_key, request, reason, error):
         self.parked[booking_key] = (request, reason, error)
+
+
+class FakeOutbox:
+    """The email outbox in memory: claim pending rows, record each send's outcome."""
+
+    def __init__(self, items):
+        self.rows = {i.id: {"item": i, "status": "pending", "attempts": i.attempts, "error": None} for i in items}
+
+    def claim(self, booking_ids=None, limit=100, untouched_for_s=None):
+        return [r["item"] for r in self.rows.values() if r["status"] == "pending"
+                and (booking_ids is None or r["item"].booking_id in booking_ids)][:limit]
+
+    def record(self, outcomes, max_attempts):
+        given_up = set()
+        for outcome in outcomes:
+            row = self.rows[outcome.item.id]
+            row["attempts"] += 1
+            if outcome.error is None:
+                row.update(status="sent", message_id=outcome.message_id)
+            else:
+                row["error"] = outcome.error
+                row["status"] = "failed" if row["attempts"] >= max_attempts else "pending"
+                given_up |= {outcome.item.id} if row["status"] == "failed" else set()
+        return given_up

@@ -87,3 +87,9 @@ def mailer():
     from booking_core.adapters.mail import build_mailer
 
     return _get("mailer", build_mailer)
+
+
+def email_outbox():
+    from booking_core.adapters.mysql_email_outbox import MySqlEmailOutbox
+
+    return _get("email_outbox", lambda: MySqlEmailOutbox(connections()))

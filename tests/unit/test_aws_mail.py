@@ -11,6 +11,7 @@ from moto.ses.models import ses_backends
 
 from booking_core.adapters.mail import DisabledMailer, OutboxFolderMailer, SesMailer, build_mailer
 from booking_core.services.mail import Email, OutboxEmail, confirmation_email, send_pending_emails
+from tests.fakes import FakeOutbox
 
 SENDER = "bookings@example.com"
 
@@ -72,28 +73,6 @@ def test_the_outbox_folder_holds_one_eml_file_a_mail_program_can_open(tmp_path):
 def test_mail_mode_picks_the_mailer(monkeypatch, mode, kind):
     monkeypatch.setenv("MAIL_MODE", mode)
     assert isinstance(build_mailer(), kind)
-
-
-class FakeOutbox:
-    def __init__(self, items):
-        self.rows = {i.id: {"item": i, "status": "pending", "attempts": i.attempts, "error": None} for i in items}
-
-    def claim(self, booking_ids=None, limit=100, untouched_for_s=None):
-        return [r["item"] for r in self.rows.values() if r["status"] == "pending"
-                and (booking_ids is None or r["item"].booking_id in booking_ids)][:limit]
-
-    def record(self, outcomes, max_attempts):
-        given_up = set()
-        for outcome in outcomes:
-            row = self.rows[outcome.item.id]
-            row["attempts"] += 1
-            if outcome.error is None:
-                row.update(status="sent", message_id=outcome.message_id)
-            else:
-                row["error"] = outcome.error
-                row["status"] = "failed" if row["attempts"] >= max_attempts else "pending"
-                given_up |= {outcome.item.id} if row["status"] == "failed" else set()
-        return given_up
 
 
 class FlakyMailer:

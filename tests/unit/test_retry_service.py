@@ -20,7 +20,7 @@ from booking_core.services.retry import (
     redrive_due_requests,
 )
 from tests.conftest import load_event
-from tests.fakes import FakePublisher
+from tests.fakes import FakeOutbox, FakePublisher
 
 NOW = dt.datetime(2030, 1, 10, 2, 0, tzinfo=dt.UTC)
 TODAY = NOW.date()
@@ -266,6 +266,7 @@ def handler_on_fakes():
     store, publisher = FakeRetryStore(), FakePublisher()
     bootstrap.override("retry_store", store)
     bootstrap.override("publisher", publisher)
+    bootstrap.override("email_outbox", FakeOutbox([]))
     yield app.handler, store, publisher
     bootstrap.reset()
 
@@ -275,6 +276,7 @@ def test_the_handler_accepts_the_scheduled_event_sample_and_returns_the_summary(
     store.add("a", due=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
     summary = handler(load_event("retry_fn/scheduled_event.json"), None)
     assert summary["due"] == summary["republished"] == 1
+    assert "error" not in summary["emails"]
     assert published_requests(publisher) == [("a", 1)]
 
 

@@ -23,6 +23,7 @@ from typing import Protocol
 from booking_core.adapters.kafka import BrokerUnavailable
 from booking_core.domain import messages, model
 from booking_core.domain.model import Decision, RequestBooking
+from booking_core.logs import correlated
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,8 @@ def redrive_due_requests(
                 retries.give_back(row.booking_key, summary.last_error or "", now)
                 continue
             try:
-                _handle(row, step, retries, publisher, requests_topic, summary)
+                with correlated(row.booking_key):
+                    _handle(row, step, retries, publisher, requests_topic, summary)
             except BrokerUnavailable as exc:
                 broker_down = True
                 summary.still_failing += 1
