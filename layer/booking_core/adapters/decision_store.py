@@ -9,6 +9,7 @@ that nobody is watching; the wake list keeps the token even if the waiter has no
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 from booking_core import config
@@ -30,6 +31,28 @@ redis.call('EXPIRE', KEYS[2], ARGV[5])
 return 1
 """
 
+# Claim in one round trip: mark the key pending if it is new, else return what is stored.
+_CLAIM = """
+if redis.call('HSETNX', KEYS[1], 'request_hash', ARGV[1]) == 1 then
+  redis.call('HSETNX', KEYS[1], 'status', 'pending')
+  redis.call('HSETNX', KEYS[1], 'decision', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return {1}
+end
+return {0, redis.call('HGET', KEYS[1], 'request_hash'), redis.call('HGET', KEYS[1], 'decision')}
+"""
+
+# After a waiter popped a token: read the decision and, if it is no longer pending, pass the token on (for a
+# second waiter on the key) with the list's TTL, which BLPOP dropped when it emptied the list. One round trip.
+_TAKEN = """
+local decision = redis.call('HGET', KEYS[1], 'decision')
+if redis.call('HGET', KEYS[1], 'status') ~= 'pending' then
+  redis.call('RPUSH', KEYS[2], '1')
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
+end
+return decision
+"""
+
 WAKE_TTL_S = 120
 
 
@@ -38,7 +61,15 @@ class RedisDecisionStore:
         self._client = client
         self._prefix = prefix
         self._ttl_s = ttl_s
-        self._record_script = None
+        self._scripts: dict = {}
+        # The key this thread has just claimed: it is known to be pending, so its wait starts with BLPOP.
+        self._fresh = threading.local()
+
+    def _script(self, source: str):
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = self.redis.register_script(source)
+        return script
 
     @property
     def redis(self):
@@ -59,26 +90,19 @@ class RedisDecisionStore:
         """Mark the key pending if it is new. Returns (created, stored request_hash, stored decision)."""
         entry, _ = self._keys(booking_key)
         pending = json.dumps({"booking_key": booking_key, "status": PENDING})
-        pipe = self.redis.pipeline()
-        pipe.hsetnx(entry, "request_hash", request_hash)
-        pipe.hmget(entry, "request_hash", "decision")
-        created, (stored_hash, decision_json) = pipe.execute()
-        if created:
-            pipe = self.redis.pipeline()
-            pipe.hsetnx(entry, "status", PENDING)
-            pipe.hsetnx(entry, "decision", pending)
-            pipe.expire(entry, self.ttl_s)
-            pipe.execute()
+        reply = self._script(_CLAIM)(keys=[entry], args=[request_hash, pending, self.ttl_s])
+        if reply[0] == 1:
+            self._fresh.key = booking_key
             return True, request_hash, None
+        self._fresh.key = None
+        _, stored_hash, decision_json = reply
         decision = Decision.from_dict(json.loads(decision_json)) if decision_json else None
         return False, stored_hash, decision
 
     def record(self, decision: Decision) -> bool:
         """Store a decision and wake its waiters; False when a final decision was already there."""
-        if self._record_script is None:
-            self._record_script = self.redis.register_script(_RECORD)
         entry, wake = self._keys(decision.booking_key)
-        return bool(self._record_script(
+        return bool(self._script(_RECORD)(
             keys=[entry, wake],
             args=[decision.status, json.dumps(decision.to_dict()), "1" if decision.is_final else "0",
                   self.ttl_s, WAKE_TTL_S],
@@ -97,13 +121,21 @@ class RedisDecisionStore:
         """
         entry, wake = self._keys(booking_key)
         deadline = time.monotonic() + timeout_s
-        decision = self.get(booking_key)
+        if getattr(self._fresh, "key", None) == booking_key:
+            # Claimed by this thread a moment ago: pending for sure, skip the read (a decision that came
+            # since has left its token, so BLPOP returns at once).
+            self._fresh.key = None
+            decision = Decision(booking_key, PENDING)
+        else:
+            decision = self.get(booking_key)
         while decision is None or decision.status == PENDING:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             popped = self.redis.blpop([wake], timeout=max(remaining, 0.01))
-            decision = self.get(booking_key)
-            if popped is not None and decision is not None and decision.status != PENDING:
-                self.redis.rpush(wake, "1")
+            if popped is None:
+                decision = self.get(booking_key)
+                continue
+            decision_json = self._script(_TAKEN)(keys=[entry, wake], args=[WAKE_TTL_S])
+            decision = Decision.from_dict(json.loads(decision_json)) if decision_json else None
         return decision
