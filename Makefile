@@ -35,7 +35,7 @@ lint: venv
 retry: venv  ## re-drive the retry table now against the running stack; prints the summary
 	$(PY) -m infra.local.scheduler --trigger RetryFunction
 
-trigger: venv  ## run one function's schedule now: make trigger FN=ReplicationFunction
+trigger: venv  ## run one function's schedule now: make trigger FN=RetryFunction
 	$(PY) -m infra.local.scheduler --trigger $(FN)
 
 invoke: venv  ## like `sam local invoke`: make invoke FN=PaymentFunction EVENT=infra/events/payment_fn/msk.json

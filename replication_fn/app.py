@@ -10,9 +10,7 @@ On first start with an empty read model (or after Redis lost it) the tail does a
 """
 from __future__ import annotations
 
-import os
-
-from booking_core import logs
+from booking_core import config, logs
 from booking_core.adapters.change_log import MySqlChangeLog
 from booking_core.adapters.read_model import RedisReadModel
 from booking_core.services import replication
@@ -24,11 +22,6 @@ MODES = ("tail", "once", "reconcile")
 TIMEOUT_MARGIN_S = 3.0
 
 _adapters: dict[str, object] = {}
-
-
-def replication_run_s() -> float:
-    """How long one tail invocation runs; 0 means until the process stops (the local loop)."""
-    return float(os.environ.get("REPLICATION_RUN_S") or 55)
 
 
 def _change_log() -> MySqlChangeLog:
@@ -50,7 +43,7 @@ def mode_of(event) -> str:
 
 def run_seconds(context) -> float:
     """How long this tail runs: REPLICATION_RUN_S, cut to finish before the invocation times out (0: no end)."""
-    run_s = replication_run_s()
+    run_s = config.replication_run_s()
     if run_s <= 0:
         return 0
     remaining = getattr(context, "get_remaining_time_in_millis", None)

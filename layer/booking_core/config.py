@@ -137,6 +137,11 @@ def retry_base_delay_s() -> float:
     return _float("RETRY_BASE_DELAY_S", 60.0)
 
 
+def replication_run_s() -> float:
+    """How long one replication tail invocation runs; 0 means until the process stops (the local loop)."""
+    return _float("REPLICATION_RUN_S", 55.0)
+
+
 def mail_mode() -> str:
     """'outbox' writes .eml files to MAIL_OUTBOX_DIR, 'ses' sends through Amazon SES, 'off' sends nothing."""
     return _env("MAIL_MODE", "outbox")
