@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from booking_core.adapters.mysql import OUTAGE_ERRORS, DatabaseUnavailable, connect
+from booking_core.adapters.mysql import connect, guarded
 from booking_core.config import MySqlSettings, mysql_settings
 from booking_core.domain.read_model import FIELDS, OCCUPYING_STATUSES
 
@@ -56,20 +56,8 @@ class MySqlChangeLog:
     @contextmanager
     def _cursor(self, commit: bool = True):
         conn = self._connection()
-        try:
-            with conn.cursor() as cur:
-                yield cur
-            if commit:
-                conn.commit()
-        except OUTAGE_ERRORS as exc:
-            self.close()
-            raise DatabaseUnavailable(str(exc)) from exc
-        except BaseException:
-            try:
-                conn.rollback()
-            except OUTAGE_ERRORS:
-                self.close()
-            raise
+        with guarded(conn, self.close, commit), conn.cursor() as cur:
+            yield cur
 
     # -- one replicator at a time ------------------------------------------------------------------------
     def lock_name(self) -> str:
@@ -137,21 +125,11 @@ class MySqlChangeLog:
     def snapshot(self) -> Iterator[MySqlChangeLog]:
         """One consistent view of every table for a full scan (reconcile): REPEATABLE READ, consistent snapshot."""
         conn = self._connection()
-        try:
+        with guarded(conn, self.close):
             with conn.cursor() as cur:
                 cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             yield self
-            conn.commit()
-        except OUTAGE_ERRORS as exc:
-            self.close()
-            raise DatabaseUnavailable(str(exc)) from exc
-        except BaseException:
-            try:
-                conn.rollback()
-            except OUTAGE_ERRORS:
-                self.close()
-            raise
 
     def all_rows(self, entity: str) -> list[dict]:
         """Every row of `entity`, with the columns the read model keeps (use inside `snapshot()`)."""

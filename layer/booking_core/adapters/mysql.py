@@ -60,19 +60,27 @@ class ConnectionHolder:
     def transaction(self) -> Iterator[pymysql.cursors.DictCursor]:
         """A cursor in one transaction: commit on success, rollback on error; outages become DatabaseUnavailable."""
         conn = self.get()
-        try:
-            with conn.cursor() as cur:
-                yield cur
+        with guarded(conn, self.discard), conn.cursor() as cur:
+            yield cur
+
+
+@contextmanager
+def guarded(conn, on_broken, commit: bool = True):
+    """Run a block on `conn`: commit (when asked) on success, roll back on error. An outage calls `on_broken`
+    (drop the connection so the next use reconnects) and becomes DatabaseUnavailable."""
+    try:
+        yield conn
+        if commit:
             conn.commit()
-        except OUTAGE_ERRORS as exc:
-            self.discard()
-            raise DatabaseUnavailable(str(exc)) from exc
-        except BaseException:
-            try:
-                conn.rollback()
-            except OUTAGE_ERRORS:
-                self.discard()
-            raise
+    except OUTAGE_ERRORS as exc:
+        on_broken()
+        raise DatabaseUnavailable(str(exc)) from exc
+    except BaseException:
+        try:
+            conn.rollback()
+        except OUTAGE_ERRORS:
+            on_broken()
+        raise
 
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "infra" / "migrations"
