@@ -2,9 +2,7 @@
 
 Honours the template event's ConsumerGroupId, Topics, StartingPosition, BatchSize and
 MaximumBatchingWindowInSeconds. Like Lambda, a batch whose invocation raises is retried whole (with backoff)
-and offsets are committed only after the handler returned; like Lambda's per-partition concurrency, each
-assigned partition has its own lane (thread) that invokes the handler with that partition's records in order,
-while the main thread keeps fetching.
+and offsets are committed only after the handler returned.
 
     python -m infra.local.poller PaymentFunction BookingRequests [--shard 0/2]
 
@@ -23,6 +21,7 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
 
 from booking_core import config, logs
 from booking_core.adapters.kafka import client_settings
@@ -62,6 +61,7 @@ class KafkaPoller:
         self.ready_file = ready_file
         self.invocations = 0
         self.failures = 0
+        self._last_offsets: dict = {}
 
     def _consumer(self) -> KafkaConsumer:
         consumer = KafkaConsumer(
@@ -89,6 +89,21 @@ class KafkaPoller:
             consumer.position(tp)
         return consumer
 
+    def _next_batch(self, consumer: KafkaConsumer) -> list:
+        records = []
+        deadline = None
+        while not self.stop.is_set() and len(records) < self.batch_size:
+            polled = consumer.poll(timeout_ms=100 if deadline is None else
+                                   max(1, int((deadline - time.monotonic()) * 1000)),
+                                   max_records=self.batch_size - len(records))
+            for batch in polled.values():
+                records.extend(batch)
+            if records and deadline is None:
+                deadline = time.monotonic() + self.window_s
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        return records
+
     def _invoke_until_success(self, records) -> None:
         event = build_event(
             ((r.topic, r.partition, r.offset, r.timestamp, r.key, r.value, list(r.headers or []))
@@ -110,58 +125,41 @@ class KafkaPoller:
         raise InterruptedError("stopped while retrying a batch")
 
     def run(self) -> None:
-        """Fetch on this thread, decide on one lane (thread) per partition, commit what the lanes finished.
-
-        Like Lambda's Kafka event source, each partition is processed in order, one batch at a time, and
-        partitions are processed concurrently; fetching goes on while a batch runs, so the next records are
-        already here when it returns. Offsets are committed only for batches whose invocation returned.
-        """
         if self.handler is None:
             self.handler = self.function.load_handler()
         consumer = self._consumer()
-        lanes = {tp: _Lane(self, tp) for tp in consumer.assignment()}
-        for lane in lanes.values():
-            lane.start()
         if self.ready_file:
             self.ready_file.parent.mkdir(parents=True, exist_ok=True)
             self.ready_file.write_text("ready\n")
-        paused: set = set()
         try:
-            while not self.stop.is_set() and all(lane.is_alive() for lane in lanes.values()):
-                for tp, records in consumer.poll(timeout_ms=100, max_records=self.batch_size).items():
-                    lanes[tp].put(records)
-                self._commit(consumer, {tp: off for tp, lane in lanes.items() if (off := lane.take_done())})
-                # Backpressure: a partition whose lane is behind (a failing batch being retried) stops fetching.
-                for tp, lane in lanes.items():
-                    backlog = lane.backlog()
-                    if tp not in paused and backlog >= 4 * self.batch_size:
-                        consumer.pause(tp)
-                        paused.add(tp)
-                    elif tp in paused and backlog < self.batch_size:
-                        consumer.resume(tp)
-                        paused.discard(tp)
+            while not self.stop.is_set():
+                records = self._next_batch(consumer)
+                if not records:
+                    continue
+                try:
+                    self._invoke_until_success(records)
+                except InterruptedError:
+                    break
+                offsets = {}
+                for r in records:
+                    tp = TopicPartition(r.topic, r.partition)
+                    offsets[tp] = max(offsets.get(tp, -1), r.offset + 1)
+                self._commit(consumer, offsets)
+                self._last_offsets.update(offsets)
         finally:
-            self.stop.set()
-            for lane in lanes.values():
-                lane.wake()
-            for lane in lanes.values():
-                lane.join(30)
-            self._commit(consumer, {tp: off for tp, lane in lanes.items() if (off := lane.take_done())}, sync=True)
+            if self._last_offsets:  # make sure the last batch's commit reaches the broker before closing
+                try:
+                    consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in self._last_offsets.items()})
+                except KafkaError:
+                    log.exception("final offset commit failed")
             consumer.close(autocommit=False)
 
-    def _commit(self, consumer, offsets, sync: bool = False) -> None:
-        from kafka.structs import OffsetAndMetadata
-
-        if not offsets:
-            return
-        commit = {tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()}
+    def _commit(self, consumer, offsets) -> None:
         try:
-            if sync:
-                consumer.commit(commit)
-            else:
-                # Asynchronous: the fetch loop does not wait a broker round trip per batch. Completed by the
-                # next poll(); a lost commit only means a redelivery, which idempotency absorbs.
-                consumer.commit_async(commit, callback=_commit_failed)
+            # Asynchronous: the next fetch does not wait a broker round trip; poll() completes the commit.
+            # A commit that is lost only means a redelivery after a restart, which idempotency absorbs.
+            consumer.commit_async({tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()},
+                                  callback=_commit_failed)
         except KafkaError:
             # Not fatal: the records are processed; a restart re-delivers them and idempotency absorbs that.
             log.exception("offset commit failed")
@@ -170,63 +168,6 @@ class KafkaPoller:
 def _commit_failed(offsets, response) -> None:
     if isinstance(response, Exception):
         log.warning("offset commit failed", extra={"error": repr(response)})
-
-
-class _Lane(threading.Thread):
-    """One partition's records, invoked batch by batch in order (Lambda's per-partition concurrency)."""
-
-    def __init__(self, poller: KafkaPoller, tp):
-        super().__init__(name=f"lane-{tp.topic}-{tp.partition}", daemon=True)
-        self.poller = poller
-        self.tp = tp
-        self._records: list = []
-        self._done: int | None = None
-        self._cond = threading.Condition()
-
-    def put(self, records: list) -> None:
-        with self._cond:
-            self._records.extend(records)
-            self._cond.notify()
-
-    def wake(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
-
-    def backlog(self) -> int:
-        with self._cond:
-            return len(self._records)
-
-    def take_done(self) -> int | None:
-        """The offset to commit (last processed + 1) if a batch finished since the last call."""
-        with self._cond:
-            done, self._done = self._done, None
-            return done
-
-    def _next_batch(self) -> list:
-        poller = self.poller
-        with self._cond:
-            while not self._records and not poller.stop.is_set():
-                self._cond.wait(0.5)
-            if poller.window_s > 0 and self._records:
-                # MaximumBatchingWindowInSeconds: wait for a full batch at most this long after the first record.
-                deadline = time.monotonic() + poller.window_s
-                while (len(self._records) < poller.batch_size and not poller.stop.is_set()
-                       and (left := deadline - time.monotonic()) > 0):
-                    self._cond.wait(left)
-            batch, self._records = self._records[:poller.batch_size], self._records[poller.batch_size:]
-            return batch
-
-    def run(self) -> None:
-        while not self.poller.stop.is_set():
-            batch = self._next_batch()
-            if not batch:
-                continue
-            try:
-                self.poller._invoke_until_success(batch)
-            except InterruptedError:
-                return
-            with self._cond:
-                self._done = batch[-1].offset + 1
 
 
 def main(argv=None) -> None:

@@ -90,16 +90,7 @@ class KafkaPublisher:
         self._factory = producer_factory
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
-        # Per thread: the local poller invokes a handler for several partitions at once, one thread each, and
-        # each invocation's flush() must answer for its own records only.
-        self._local = threading.local()
-
-    @property
-    def _unflushed(self) -> list:
-        pending = getattr(self._local, "unflushed", None)
-        if pending is None:
-            pending = self._local.unflushed = []
-        return pending
+        self._unflushed: list = []
 
     def _get(self) -> KafkaProducer:
         if self._producer is None:
@@ -111,7 +102,8 @@ class KafkaPublisher:
     def send(self, topic: str, key: str, value: bytes, correlation_id: str | None = None):
         """Queue a record; returns a future. flush() then waits for it and raises if it was not written."""
         future = self._send(topic, key, value, correlation_id)
-        self._unflushed.append(future)
+        with self._lock:
+            self._unflushed.append(future)
         return future
 
     def _send(self, topic: str, key: str, value: bytes, correlation_id: str | None):
@@ -131,14 +123,15 @@ class KafkaPublisher:
             raise BrokerUnavailable(f"publish to {topic} failed: {exc!r}") from exc
 
     def flush(self, timeout_s: float | None = None) -> None:
-        """Wait until every record this thread sent so far is acknowledged; raise BrokerUnavailable if any was not.
+        """Wait until every record sent so far is acknowledged; raise BrokerUnavailable if any was not.
 
         The producer's own flush() returns even when a delivery failed, so each future is checked: a batch
         whose decisions were not all written must fail, so that its offsets are not committed.
         """
         if self._producer is None:
             return
-        pending, self._local.unflushed = self._unflushed, []
+        with self._lock:
+            pending, self._unflushed = self._unflushed, []
         try:
             self._producer.flush(timeout=timeout_s or config.publish_timeout_s() * 2)
         except KafkaError as exc:
