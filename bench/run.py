@@ -112,6 +112,14 @@ def _cpu_ticks(pid: int) -> int | None:
 def cpu_snapshot() -> dict[str, int]:
     """CPU ticks used so far by each stack process, this process, and the local MariaDB/Redis servers."""
     pids = dict(stack_children())
+    parents = {pid: name for name, pid in pids.items()}
+    for stat in Path("/proc").glob("[0-9]*/stat"):  # forked workers (the API's) count with their parent
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid in parents:
+            pids[f"{parents[ppid]} worker {stat.parent.name}"] = int(stat.parent.name)
     pids["bench client"] = os.getpid()
     for binary, label in (("mariadbd", "mariadb (shared)"), ("redis-server", "redis (shared)")):
         found = subprocess.run(["pgrep", "-x", binary], capture_output=True, text=True).stdout.split()

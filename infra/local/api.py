@@ -5,7 +5,10 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import functools
+import os
+import signal
 import socket
 import socketserver
 from http.server import HTTPServer
@@ -23,6 +26,7 @@ class _Server(socketserver.ThreadingMixIn, HTTPServer):
 
     def get_request(self):
         conn, address = super().get_request()
+        conn.setblocking(True)  # the listening socket is non-blocking when workers share it
         # Nagle would hold a small response segment until the client ACKs the previous one, and the client
         # delays that ACK by up to 40 ms on a keep-alive connection.
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -70,7 +74,39 @@ def main(argv=None) -> None:
     logs.setup(function.logical_id)
     app = function.load_handler()
     server = make_server(app, args.host, args.port or config.api_port())
+    serve(server, int(os.environ.get("LOCAL_API_WORKERS", str(DEFAULT_WORKERS))))
+
+
+DEFAULT_WORKERS = 2
+
+
+def serve(server, workers: int) -> None:
+    """Serve on `workers` processes sharing the listening socket (forked before any client or thread exists).
+
+    One Python process serves its threads one at a time (GIL); a second one uses the second core. Each
+    worker builds its own Kafka/Redis clients on first use. Workers end with the first process (PDEATHSIG).
+    """
+    if workers > 1:
+        # Every worker waits on the socket; the ones that lose a connection to another get EAGAIN, not a block.
+        server.server.socket.setblocking(False)
+        parent = os.getpid()
+        for _ in range(workers - 1):
+            if os.fork() == 0:
+                _end_with(parent)
+                try:
+                    server.serve_forever()
+                finally:
+                    os._exit(0)
     server.serve_forever()
+
+
+def _end_with(parent: int) -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(0)
 
 
 if __name__ == "__main__":
