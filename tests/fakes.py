@@ -15,9 +15,6 @@ class FakeBookingRepository:
         self.decisions: dict[str, Decision] = {}
         self.retries: dict[str, dict] = {}
 
-    def stored_decision(self, booking_key):
-        return self.decisions.get(booking_key)
-
     def _final(self, decision):
         self.decisions[decision.booking_key] = decision
         if decision.booking_key in self.retries:
@@ -25,6 +22,8 @@ class FakeBookingRepository:
         return decision
 
     def hold(self, booking_key, request):
+        if booking_key in self.decisions:
+            return self.decisions[booking_key]
         existing = self.bookings.get(booking_key)
         if existing and existing["status"] in ("held", "confirmed"):
             return Hold(existing["id"], request.user_id, existing["amount"], "EUR")

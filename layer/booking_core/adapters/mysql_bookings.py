@@ -34,12 +34,6 @@ class MySqlBookingRepository:
     def __init__(self, connections: ConnectionHolder):
         self._connections = connections
 
-    def stored_decision(self, booking_key: str) -> Decision | None:
-        with self._connections.transaction() as cur:
-            cur.execute("SELECT decision_json FROM decisions WHERE booking_key=%s", (booking_key,))
-            row = cur.fetchone()
-        return Decision.from_dict(json.loads(row["decision_json"])) if row else None
-
     def hold(self, booking_key: str, request: RequestBooking) -> Hold | Decision:
         fingerprint = request.fingerprint()
         with self._connections.transaction() as cur:
@@ -53,24 +47,34 @@ class MySqlBookingRepository:
                 (request.listing_id,),
             )
             listing = cur.fetchone()
-            # Re-read under the lock: a decision stored since decide_booking looked (the retry run rejecting a
-            # begun stay, or a concurrent redelivery) wins over holding and charging again.
-            cur.execute("SELECT decision_json FROM decisions WHERE booking_key=%s", (booking_key,))
-            stored = cur.fetchone()
-            if stored:
-                return Decision.from_dict(json.loads(stored["decision_json"]))
-            cur.execute("SELECT id, status, user_id, amount_cents, currency FROM bookings WHERE booking_key=%s",
-                        (booking_key,))
-            existing = cur.fetchone()
-            if existing and existing["status"] in BLOCKING_STATUSES:
+            # Everything else the decision needs, in one round trip (this runs once per booking). Read under
+            # the lock: a decision stored since the request was fetched (the retry run rejecting a begun stay,
+            # a concurrent redelivery) wins over holding and charging again.
+            cur.execute(
+                "SELECT d.decision_json, u.id AS user_found, b.id AS existing_id, b.status AS existing_status,"
+                " b.user_id AS existing_user_id, b.amount_cents AS existing_amount, b.currency AS existing_currency,"
+                " (SELECT o.id FROM bookings o WHERE o.listing_id=%s AND o.status IN %s AND o.check_in < %s"
+                "   AND o.check_out > %s AND o.booking_key <> %s LIMIT 1) AS overlapping_id"
+                " FROM (SELECT 1) AS one"
+                " LEFT JOIN decisions d ON d.booking_key=%s"
+                " LEFT JOIN users u ON u.id=%s"
+                " LEFT JOIN bookings b ON b.booking_key=%s",
+                (request.listing_id, BLOCKING_STATUSES, request.check_out, request.check_in, booking_key,
+                 booking_key, request.user_id, booking_key),
+            )
+            found = cur.fetchone()
+            if found["decision_json"]:
+                return Decision.from_dict(json.loads(found["decision_json"]))
+            existing_id = found["existing_id"]
+            if existing_id and found["existing_status"] in BLOCKING_STATUSES:
                 # A redelivery after a crash between hold and confirm: carry on with the same booking.
-                return Hold(existing["id"], existing["user_id"], existing["amount_cents"], existing["currency"])
+                return Hold(existing_id, found["existing_user_id"], found["existing_amount"],
+                            found["existing_currency"])
 
             reason = None
-            cur.execute("SELECT id FROM users WHERE id=%s", (request.user_id,))
             if model.stay_has_begun(request):
                 reason, detail = model.CHECK_IN_PASSED, f"check_in {request.check_in} has passed"
-            elif cur.fetchone() is None:
+            elif found["user_found"] is None:
                 reason, detail = model.UNKNOWN_USER, f"user {request.user_id} does not exist"
             elif listing is None:
                 reason, detail = model.UNKNOWN_LISTING, f"listing {request.listing_id} does not exist"
@@ -78,27 +82,21 @@ class MySqlBookingRepository:
                 reason, detail = model.LISTING_INACTIVE, f"listing {request.listing_id} is not bookable"
             elif request.guests > listing["max_guests"]:
                 reason, detail = model.TOO_MANY_GUESTS, f"listing takes at most {listing['max_guests']} guests"
-            else:
-                cur.execute(
-                    "SELECT id FROM bookings WHERE listing_id=%s AND status IN %s"
-                    " AND check_in < %s AND check_out > %s AND booking_key <> %s LIMIT 1",
-                    (request.listing_id, BLOCKING_STATUSES, request.check_out, request.check_in, booking_key),
-                )
-                if cur.fetchone() is not None:
-                    reason, detail = model.UNAVAILABLE, "the listing is already booked for some of those nights"
+            elif found["overlapping_id"] is not None:
+                reason, detail = model.UNAVAILABLE, "the listing is already booked for some of those nights"
             if reason is not None:
                 return _store_final(cur, Decision.rejected(booking_key, reason, detail), fingerprint)
 
             amount = model.stay_amount_cents(listing["nightly_price_cents"], request.nights)
             values = (request.user_id, request.listing_id, request.check_in, request.check_out, request.guests,
                       amount, listing["currency"])
-            if existing:  # released earlier (parked after a transient failure) and now re-driven
+            if existing_id:  # released earlier (parked after a transient failure) and now re-driven
                 cur.execute(
                     "UPDATE bookings SET user_id=%s, listing_id=%s, check_in=%s, check_out=%s, guests=%s,"
                     " amount_cents=%s, currency=%s, status='held' WHERE id=%s",
-                    (*values, existing["id"]),
+                    (*values, existing_id),
                 )
-                booking_id = existing["id"]
+                booking_id = existing_id
             else:
                 cur.execute(
                     "INSERT INTO bookings (booking_key, user_id, listing_id, check_in, check_out, guests,"

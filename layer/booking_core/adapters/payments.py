@@ -84,17 +84,17 @@ class MySqlSandboxProvider:
 
     def charge(self, idempotency_key, amount_cents, currency, token) -> ChargeResult:
         with self._connections.transaction() as cur:
-            cur.execute("SELECT status, provider_ref FROM sandbox_charges WHERE idempotency_key=%s",
-                        (idempotency_key,))
+            cur.execute(
+                "SELECT c.status, c.provider_ref, (SELECT outage FROM sandbox_state WHERE id=1) AS outage"
+                " FROM (SELECT 1) AS one LEFT JOIN sandbox_charges c ON c.idempotency_key=%s",
+                (idempotency_key,),
+            )
             row = cur.fetchone()
-            if row:
+            if row["status"]:
                 return ChargeResult(row["status"], row["provider_ref"])
-            cur.execute("SELECT outage FROM sandbox_state WHERE id=1")
-            state = cur.fetchone()
-        if state and state["outage"]:
-            raise TransientPaymentError("provider_unavailable: sandbox outage switched on")
-        result = sandbox_outcome(token, idempotency_key)
-        with self._connections.transaction() as cur:
+            if row["outage"]:
+                raise TransientPaymentError("provider_unavailable: sandbox outage switched on")
+            result = sandbox_outcome(token, idempotency_key)
             cur.execute(
                 "INSERT IGNORE INTO sandbox_charges (idempotency_key, amount_cents, currency, token, status,"
                 " provider_ref) VALUES (%s, %s, %s, %s, %s, %s)",

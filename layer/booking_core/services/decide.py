@@ -27,10 +27,7 @@ def decide_booking(
     booking instead of making a second one. No row lock is held while the provider is called.
     Outages (DatabaseUnavailable) propagate so the whole batch is retried.
     """
-    stored = repo.stored_decision(booking_key)
-    if stored is not None:
-        return stored
-
+    # hold() answers a redelivered request with its stored decision (read under the listing lock).
     held = repo.hold(booking_key, request)
     if isinstance(held, Decision):
         return held

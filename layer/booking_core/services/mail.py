@@ -114,8 +114,11 @@ def send_pending_emails(outbox: EmailOutbox, mailer: Mailer, booking_ids: Iterab
                 return SendOutcome(item, error=repr(exc))
 
     # SES answers in tens of milliseconds: a few sends at once keep a full batch's emails short.
-    with ThreadPoolExecutor(max_workers=min(SEND_CONCURRENCY, len(items))) as pool:
-        outcomes = list(pool.map(attempt, items))
+    if len(items) == 1:  # the usual case under load (small batches): no pool to start
+        outcomes = [attempt(items[0])]
+    else:
+        with ThreadPoolExecutor(max_workers=min(SEND_CONCURRENCY, len(items))) as pool:
+            outcomes = list(pool.map(attempt, items))
     given_up = outbox.record(outcomes, max_attempts)
     counts: Counter = Counter()
     for outcome in outcomes:

@@ -18,11 +18,9 @@ class Hold:
 
 
 class BookingRepository(Protocol):
-    def stored_decision(self, booking_key: str) -> Decision | None:
-        """The final decision already taken for this key, if any."""
-
     def hold(self, booking_key: str, request: RequestBooking) -> Hold | Decision:
-        """Under a lock on the listing: hold the dates (→ Hold) or refuse (→ a stored final Decision)."""
+        """Under a lock on the listing: the key's stored final Decision if it has one; else hold the dates
+        (→ Hold, also the existing hold of a redelivered request) or refuse (→ a newly stored final Decision)."""
 
     def confirm(self, booking_key: str, request: RequestBooking, hold: Hold, provider: str,
                 provider_ref: str) -> Decision:
