@@ -62,6 +62,9 @@ class KafkaPoller:
         self.invocations = 0
         self.failures = 0
         self._last_offsets: dict = {}
+        self._uncommitted: dict = {}
+        self._next_commit = 0.0
+        self.commit_interval_s = float(os.environ.get("LOCAL_COMMIT_INTERVAL_S", "1.0"))
 
     def _consumer(self) -> KafkaConsumer:
         consumer = KafkaConsumer(
@@ -134,19 +137,23 @@ class KafkaPoller:
         try:
             while not self.stop.is_set():
                 records = self._next_batch(consumer)
-                if not records:
-                    continue
-                try:
-                    self._invoke_until_success(records)
-                except InterruptedError:
-                    break
-                offsets = {}
-                for r in records:
-                    tp = TopicPartition(r.topic, r.partition)
-                    offsets[tp] = max(offsets.get(tp, -1), r.offset + 1)
-                self._commit(consumer, offsets)
-                self._last_offsets.update(offsets)
+                if records:
+                    try:
+                        self._invoke_until_success(records)
+                    except InterruptedError:
+                        break
+                    for r in records:
+                        tp = TopicPartition(r.topic, r.partition)
+                        self._uncommitted[tp] = max(self._uncommitted.get(tp, -1), r.offset + 1)
+                # Commit at most every commit_interval_s (and when idle): a commit per batch is a broker request
+                # per booking under load; a redelivery after a crash is what idempotency is for.
+                if self._uncommitted and (not records or time.monotonic() >= self._next_commit):
+                    self._commit(consumer, self._uncommitted)
+                    self._last_offsets.update(self._uncommitted)
+                    self._uncommitted = {}
+                    self._next_commit = time.monotonic() + self.commit_interval_s
         finally:
+            self._last_offsets.update(self._uncommitted)
             if self._last_offsets:  # make sure the last batch's commit reaches the broker before closing
                 try:
                     consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in self._last_offsets.items()})

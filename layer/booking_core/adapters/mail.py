@@ -69,7 +69,8 @@ class OutboxFolderMailer:
         message["To"] = email.recipient
         message["Subject"] = email.subject
         message.set_content(email.body)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self.directory.is_dir():
+            self.directory.mkdir(parents=True, exist_ok=True)
         name = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S.%f}-{uuid.uuid4().hex[:8]}.eml"
         partial = self.directory / (name + ".part")
         partial.write_bytes(message.as_bytes())
