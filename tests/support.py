@@ -52,3 +52,17 @@ def booking_body(listing_id: int = 1, user_id: int = 1, nights: int = 3, token: 
     check_in, check_out = stay or future_stay(nights)
     return {"user_id": user_id, "listing_id": listing_id, "check_in": check_in, "check_out": check_out,
             "guests": guests, "payment_token": token}
+
+
+def sql_rows(sql: str, *args) -> list[dict]:
+    """Rows of a query on this test run's database (a fresh connection: sees every commit)."""
+    from booking_core import config
+    from booking_core.adapters.mysql import connect
+
+    conn = connect(config.mysql_settings())
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+    finally:
+        conn.close()

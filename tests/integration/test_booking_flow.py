@@ -9,20 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from booking_core import config
-from booking_core.adapters.mysql import connect
-from tests.support import booking_body, future_stay
+from tests.support import booking_body, future_stay, sql_rows
 
 pytestmark = pytest.mark.integration
 
 
-def rows(sql: str, *args) -> list[dict]:
-    conn = connect(config.mysql_settings())
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
-    finally:
-        conn.close()
+rows = sql_rows
 
 
 def test_a_booking_is_confirmed_over_http_with_its_rows_in_mysql(http):

@@ -21,20 +21,15 @@ from booking_core.domain import messages
 from booking_core.domain.model import parse_booking_request
 from booking_core.kafka_event import build_event
 from booking_core.services.mail import SendOutcome, send_pending_emails
-from tests.support import booking_body
+from tests.support import booking_body, sql_rows
 
 pytestmark = pytest.mark.integration
 SENDER = "bookings@example.com"
 
 
 def _row(sql: str, *args) -> dict | None:
-    conn = connect(config.mysql_settings())
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchone()
-    finally:
-        conn.close()
+    found = sql_rows(sql, *args)
+    return found[0] if found else None
 
 
 @pytest.fixture

@@ -17,22 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from booking_core import bootstrap, config
-from booking_core.adapters.mysql import connect
 from booking_core.domain.model import FINAL_STATUSES, RequestBooking, parse_booking_request
 from tests.conftest import ROOT, load_event
-from tests.support import booking_body, future_stay
+from tests.support import booking_body, future_stay, sql_rows
 
 pytestmark = pytest.mark.integration
 
 
-def rows(sql: str, *args) -> list[dict]:
-    conn = connect(config.mysql_settings())
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
-    finally:
-        conn.close()
+rows = sql_rows
 
 
 def retry_row(key: str) -> dict:

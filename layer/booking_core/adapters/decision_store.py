@@ -13,7 +13,7 @@ import threading
 import time
 
 from booking_core import config
-from booking_core.adapters.redis_client import get_redis
+from booking_core.adapters.redis_client import PrefixedRedis
 from booking_core.domain.model import PENDING, Decision
 
 # A final decision (confirmed/rejected) is never replaced by a non-final one (pending/queued), so a late
@@ -56,10 +56,9 @@ return decision
 WAKE_TTL_S = 120
 
 
-class RedisDecisionStore:
+class RedisDecisionStore(PrefixedRedis):
     def __init__(self, client=None, prefix: str | None = None, ttl_s: int | None = None):
-        self._client = client
-        self._prefix = prefix
+        super().__init__(client, prefix)
         self._ttl_s = ttl_s
         self._scripts: dict = {}
         # The key this thread has just claimed: it is known to be pending, so its wait starts with BLPOP.
@@ -70,14 +69,6 @@ class RedisDecisionStore:
         if script is None:
             script = self._scripts[source] = self.redis.register_script(source)
         return script
-
-    @property
-    def redis(self):
-        return self._client or get_redis()
-
-    @property
-    def prefix(self) -> str:
-        return self._prefix if self._prefix is not None else config.redis_prefix()
 
     @property
     def ttl_s(self) -> int:

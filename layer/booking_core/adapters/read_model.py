@@ -1,27 +1,14 @@
 """The Redis side of replication: reads stored records and applies plans under the key prefix."""
 from __future__ import annotations
 
-from booking_core import config
-from booking_core.adapters.redis_client import get_redis
+from booking_core.adapters.redis_client import PrefixedRedis
 from booking_core.domain.read_model import HASH, LOADED_MARKER, ZSET, Plan, is_model_key, record_key
 
 SCAN_BATCH = 1000
 
 
-class RedisReadModel:
+class RedisReadModel(PrefixedRedis):
     """Writes each plan in one MULTI/EXEC, so a reader never sees a record without its memberships."""
-
-    def __init__(self, client=None, prefix: str | None = None):
-        self._client = client
-        self._prefix = prefix
-
-    @property
-    def redis(self):
-        return self._client or get_redis()
-
-    @property
-    def prefix(self) -> str:
-        return self._prefix if self._prefix is not None else config.redis_prefix()
 
     def stored(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], dict[str, str] | None]:
         """The hash currently stored for each (entity, id); None where there is none."""

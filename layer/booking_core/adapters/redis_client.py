@@ -32,3 +32,20 @@ def reset_clients() -> None:
         for client in _clients.values():
             client.close()
         _clients.clear()
+
+
+class PrefixedRedis:
+    """Base of the Redis adapters: an injected client (tests) or the shared one, and the key prefix of this
+    stack (REDIS_PREFIX unless given), both resolved on use so configuration read at call time applies."""
+
+    def __init__(self, client=None, prefix: str | None = None):
+        self._client = client
+        self._prefix = prefix
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self._client or get_redis()
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix if self._prefix is not None else config.redis_prefix()
