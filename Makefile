@@ -14,7 +14,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 venv: $(VENV)/.installed
 
 run: venv  ## the local stack in the foreground (Ctrl-C stops all it started)
-	$(PY) -m infra.local.stack run
+	$(PY) -m infra.local.stack run --demo
 
 test: venv  ## the whole suite against real services
 	$(PY) -m pytest $(PYTEST_ARGS)

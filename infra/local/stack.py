@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -192,7 +193,33 @@ class Stack:
             children.unlink()
 
 
-def run(foreground_banner: bool = True) -> int:
+def demo_booking() -> str:
+    """Book a stay through the API, as a client would, and say what came back (make run shows it)."""
+    import datetime as dt
+    import random
+
+    for _ in range(3):  # far-future random dates: a rerun on the same database still finds free nights
+        check_in = dt.date.today() + dt.timedelta(days=random.randint(60, 3000))
+        body = {"user_id": 1, "listing_id": 7, "check_in": check_in.isoformat(),
+                "check_out": (check_in + dt.timedelta(days=3)).isoformat(), "guests": 2, "payment_token": "tok_visa"}
+        request = urllib.request.Request(api_url() + "/v1/bookings", data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                status, answer = response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            status, answer = exc.code, json.loads(exc.read() or b"{}")
+        except OSError as exc:
+            return f"demo    booking failed: {exc}"
+        took_ms = (time.monotonic() - started) * 1000
+        if status != 409:
+            break
+    return (f"demo    POST /v1/bookings {json.dumps(body)}\n"
+            f"        → {status} in {took_ms:.0f} ms: {json.dumps(answer)}")
+
+
+def run(demo: bool = False) -> int:
     stack = Stack(Path(os.environ.get("STACK_TEMPLATE", str(template.TEMPLATE))))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -210,6 +237,8 @@ def run(foreground_banner: bool = True) -> int:
         raise
     print("\n".join(stack.lines), flush=True)
     print(f"stack up in {time.monotonic() - started:.1f}s: {api_url()} (Ctrl-C to stop)", flush=True)
+    if demo:
+        print(demo_booking(), flush=True)
     try:
         while not stop.wait(1.0):
             dead = [name for name, p in stack.children if p.poll() is not None]
@@ -302,8 +331,11 @@ def status() -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["run", "up", "down", "status"])
+    parser.add_argument("--demo", action="store_true", help="run: make one booking through the API once it is up")
     args = parser.parse_args(argv)
-    return {"run": run, "up": up, "down": down, "status": status}[args.command]()
+    if args.command == "run":
+        return run(demo=args.demo)
+    return {"up": up, "down": down, "status": status}[args.command]()
 
 
 if __name__ == "__main__":

@@ -171,3 +171,10 @@ def test_the_transformed_sam_template_lints_clean():
 
     code, output = lint()
     assert code == 0, output
+
+
+def test_the_demo_booking_of_make_run_is_confirmed(stack):
+    from infra.local.stack import demo_booking
+
+    line = demo_booking()
+    assert "→ 201 in" in line and '"status": "confirmed"' in line, line
