@@ -201,11 +201,15 @@ def test_a_request_still_failing_after_the_maximum_attempts_is_dead_with_its_err
     row = retry_row(key)
     assert (row["status"], row["attempts"]) == ("dead", 2)
     assert row["last_error"].startswith("processing_error")
-    assert request_records_by_key({key})[key] == 3  # the API's publish and two re-drives, none after
+    # The client is told: payment_fn answers the last re-send with the stored final rejection.
+    wait_until(lambda: http.get(f"/v1/bookings/requests/{key}").body.get("status") == "rejected",
+               what="the final rejection on the status endpoint")
+    assert http.get(f"/v1/bookings/requests/{key}").body["reason"] == "retries_exhausted"
+    assert retry_row(key)["status"] == "dead"
+    # the API's publish, two re-drives, and the re-send that carries the final answer
+    assert request_records_by_key({key})[key] == 4
     assert not rows("SELECT id FROM bookings WHERE booking_key=%s AND status IN ('held', 'confirmed')", key)
     assert not rows("SELECT id FROM payments WHERE booking_key=%s", key)
-    # The client is not told a final answer: the request sits in the retry table for a person to look at.
-    assert http.get(f"/v1/bookings/requests/{key}").body["status"] == "queued"
 
 
 # ---- concurrency and failures of the run itself -----------------------------------------------------------

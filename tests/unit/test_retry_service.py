@@ -66,7 +66,7 @@ class FakeRetryStore:
         r = self.rows[key]
         r.update(status="pending", attempts=max(r["attempts"], 1) - 1, next_attempt_at=now, last_error=error)
 
-    def reject_expired(self, key, request, decision):
+    def store_rejection(self, key, request, decision):
         if key in self.decisions:
             return self.decisions[key]
         if key in self.held_keys:
@@ -183,14 +183,24 @@ def test_an_in_flight_row_never_decided_is_republished_once_its_backoff_has_pass
     assert published_requests(publisher) == [("a", 2)]
 
 
-def test_a_row_at_the_maximum_attempts_becomes_dead_with_its_last_error_kept_and_is_not_published():
+def test_a_row_at_the_maximum_attempts_becomes_dead_with_its_last_error_kept_and_its_client_is_told():
     store = FakeRetryStore()
     store.add("a", attempts=5, error="processing_error: the provider could not process the charge")
     summary, publisher = run(store)
-    assert publisher.sent == []
-    assert summary["dead"] == 1 and summary["waiting"] == 0
+    assert summary["dead"] == 1 and summary["waiting"] == 0 and summary["republished"] == 0
     assert store.rows["a"]["status"] == "dead"
     assert store.rows["a"]["last_error"] == "processing_error: the provider could not process the charge"
+    # the stored rejection reaches the client through payment_fn, which answers the re-sent request with it
+    assert store.decisions["a"].reason == "retries_exhausted"
+    assert published_requests(publisher) == [("a", 6)]
+
+
+def test_a_dead_row_whose_booking_payment_fn_holds_is_left_for_payment_fn_to_finish():
+    store = FakeRetryStore()
+    store.add("a", attempts=5)
+    store.held_keys.add("a")
+    summary, publisher = run(store)
+    assert summary["dead"] == 1 and publisher.sent == [] and "a" not in store.decisions
 
 
 def test_a_publish_failure_puts_the_row_back_to_pending_with_the_error_and_gives_back_the_untried_rows():

@@ -107,7 +107,7 @@ class MySqlRetryStore:
                 (_naive_utc(now), error[:2000], booking_key),
             )
 
-    def reject_expired(self, booking_key: str, request: RequestBooking, decision: Decision) -> Decision | None:
+    def store_rejection(self, booking_key: str, request: RequestBooking, decision: Decision) -> Decision | None:
         with self._connections.transaction() as cur:
             # The listing lock first, as payment_fn's hold takes it: a hold in progress for this key commits
             # before we look, so we see its booking and leave the key to payment_fn.

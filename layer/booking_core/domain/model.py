@@ -25,6 +25,7 @@ TOO_MANY_GUESTS = "too_many_guests"
 INVALID_REQUEST = "invalid_request"
 IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
 CHECK_IN_PASSED = "check_in_passed"
+RETRIES_EXHAUSTED = "retries_exhausted"
 
 
 class ValidationError(ValueError):

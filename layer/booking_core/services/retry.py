@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 REDRIVE, EXPIRE, GIVE_UP = "redrive", "expire", "give_up"
 CHECK_IN_PASSED = model.CHECK_IN_PASSED
+RETRIES_EXHAUSTED = model.RETRIES_EXHAUSTED
 
 # An in_flight row is a lease: it must not come due again before payment_fn has had time to decide it, or a
 # second run would re-publish it. Longer than any run's clock skew plus a decision.
@@ -70,7 +71,7 @@ class RetryStore(Protocol):
     def give_back(self, booking_key: str, error: str, now: dt.datetime) -> None:
         """A claimed row that was not tried: pending again, due at `now`, the attempt not counted."""
 
-    def reject_expired(self, booking_key: str, request: RequestBooking, decision: Decision) -> Decision | None:
+    def store_rejection(self, booking_key: str, request: RequestBooking, decision: Decision) -> Decision | None:
         """Store `decision` as the key's final decision unless payment_fn holds a booking for the key
         (then None: it is being decided, re-drive it). Returns the key's stored final decision."""
 
@@ -168,13 +169,24 @@ def _handle(row: RetryRow, step: Step, retries: RetryStore, publisher, requests_
         summary.dead += 1
         log.warning("retry row dead", extra={"booking_key": row.booking_key, "attempts": row.attempts,
                                             "last_error": row.last_error})
+        if row.request is None:
+            return
+        # The client is told: a final rejection is stored and reaches booking-decisions through payment_fn,
+        # like any redelivery. The row stays `dead` with its error (an operator can re-open it).
+        detail = f"gave up after {row.attempts} attempts: {row.last_error or ''}"[:200]
+        told = retries.store_rejection(row.booking_key, row.request,
+                                       Decision.rejected(row.booking_key, RETRIES_EXHAUSTED, detail))
+        if told is not None:
+            publisher.publish(requests_topic, row.booking_key,
+                              messages.encode_request(row.booking_key, row.request, attempt=row.attempts + 1),
+                              correlation_id=row.booking_key)
         return
     stored = None
     if step.action == EXPIRE:
         detail = f"check_in {row.request.check_in.isoformat()} passed before the request could be decided"
         # None: payment_fn holds a booking for the key, so it is re-driven for payment_fn to finish.
-        stored = retries.reject_expired(row.booking_key, row.request,
-                                        Decision.rejected(row.booking_key, CHECK_IN_PASSED, detail))
+        stored = retries.store_rejection(row.booking_key, row.request,
+                                         Decision.rejected(row.booking_key, CHECK_IN_PASSED, detail))
     attempt = row.attempts + 1
     # For an expired key payment_fn finds the stored decision and publishes it, as for any redelivery: it stays
     # the one writer of booking-decisions, and this function needs to write only booking-requests.
