@@ -178,3 +178,21 @@ def test_the_demo_booking_of_make_run_is_confirmed(stack):
 
     line = demo_booking()
     assert "→ 201 in" in line and '"status": "confirmed"' in line, line
+
+
+def test_a_missing_mysql_is_replaced_by_a_private_mariadb_that_takes_the_schema_and_stops_with_it(tmp_path):
+    port = services.free_port()
+    saved = os.environ.get("MYSQL_PORT")
+    os.environ["MYSQL_PORT"] = str(port)
+    try:
+        started = services.ensure_mysql(tmp_path)
+        assert started is not None and started.details["private"]
+        assert services.mysql_answers() is None
+        assert "001_core.sql" in migrate(config.mysql_settings())
+        started.stop()
+        assert not services.port_open("127.0.0.1", port)
+    finally:
+        if saved is None:
+            os.environ.pop("MYSQL_PORT", None)
+        else:
+            os.environ["MYSQL_PORT"] = saved
