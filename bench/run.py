@@ -96,9 +96,13 @@ def stack_children() -> dict[str, int]:
 
 
 def kafka_shards() -> int:
-    from infra.local.stack import DEFAULT_KAFKA_CONCURRENCY
+    """Payment poller processes of the stack (the floor runs as many responders)."""
+    from infra.local import template
+    from infra.local.stack import DEFAULT_KAFKA_CONCURRENCY, kafka_concurrency
 
-    return int(os.environ.get("LOCAL_KAFKA_CONCURRENCY", str(DEFAULT_KAFKA_CONCURRENCY)))
+    default = int(os.environ.get("LOCAL_KAFKA_CONCURRENCY", str(DEFAULT_KAFKA_CONCURRENCY)))
+    payment = template.functions()["PaymentFunction"]
+    return kafka_concurrency(payment.logical_id, default, payment.metadata)
 
 
 def _cpu_ticks(pid: int) -> int | None:

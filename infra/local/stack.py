@@ -36,6 +36,13 @@ SCHEDULE_TYPES = ("Schedule", "ScheduleV2")
 DEFAULT_KAFKA_CONCURRENCY = 2  # poller processes per Kafka event when LOCAL_KAFKA_CONCURRENCY is not set
 
 
+def kafka_concurrency(logical_id: str, default: int, metadata: dict | None = None) -> int:
+    """Poller processes for one function's Kafka events: LOCAL_KAFKA_CONCURRENCY_<LogicalId>, else the
+    function's `Metadata: {LocalPollers: n}` in the template, else the default."""
+    configured = os.environ.get(f"LOCAL_KAFKA_CONCURRENCY_{logical_id}") or (metadata or {}).get("LocalPollers")
+    return int(configured or default)
+
+
 def stack_id() -> str:
     return f"stack-{config.api_port()}"
 
@@ -136,7 +143,7 @@ class Stack:
 
     def start_functions(self) -> None:
         functions = template.functions(self.template_path)
-        shards = int(os.environ.get("LOCAL_KAFKA_CONCURRENCY", str(DEFAULT_KAFKA_CONCURRENCY)))
+        default_shards = int(os.environ.get("LOCAL_KAFKA_CONCURRENCY", str(DEFAULT_KAFKA_CONCURRENCY)))
         ready: list[Path] = []
         for ready_file in self.run_dir.glob("ready-*"):
             ready_file.unlink()
@@ -144,6 +151,7 @@ class Stack:
         for function in functions.values():
             for event in function.events:
                 if event.type in KAFKA_EVENT_TYPES:
+                    shards = kafka_concurrency(function.logical_id, default_shards, function.metadata)
                     for i in range(shards):
                         name = f"{function.logical_id}-{event.name}-{i}"
                         ready_file = self.run_dir / f"ready-{name}"

@@ -50,6 +50,8 @@ class Function:
     base_dir: Path = ROOT
     layer_dirs: list[Path] = field(default_factory=list)
     memory_mb: int = 128
+    # The resource's Metadata: `LocalPollers` sets the local poller processes per Kafka event of this function.
+    metadata: dict = field(default_factory=dict)
 
     @property
     def module_name(self) -> str:
@@ -138,5 +140,6 @@ def functions(path: Path = TEMPLATE) -> dict[str, Function]:
         found[logical_id] = Function(logical_id, props.get("CodeUri", ""), props["Handler"], env, events,
                                      int(props.get("Timeout", globals_fn.get("Timeout", 3))),
                                      base_dir=path.parent, layer_dirs=layer_dirs,
-                                     memory_mb=int(props.get("MemorySize", globals_fn.get("MemorySize", 128))))
+                                     memory_mb=int(props.get("MemorySize", globals_fn.get("MemorySize", 128))),
+                                     metadata=resource.get("Metadata") or {})
     return found

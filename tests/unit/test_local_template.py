@@ -82,3 +82,14 @@ def test_the_repository_functions_keep_their_package_paths():
 
     assert modules["PaymentFunction"] == "payment_fn.app"
     assert modules["DecisionsListenerFunction"] == "booking_api.listener"
+
+
+def test_a_functions_local_poller_count_comes_from_the_environment_then_its_metadata_then_the_default(monkeypatch):
+    from infra.local import template
+    from infra.local.stack import kafka_concurrency
+
+    listener = template.functions()["DecisionsListenerFunction"]
+    assert kafka_concurrency(listener.logical_id, 2, listener.metadata) == 1  # template Metadata: LocalPollers
+    assert kafka_concurrency("PaymentFunction", 2, {}) == 2
+    monkeypatch.setenv("LOCAL_KAFKA_CONCURRENCY_DecisionsListenerFunction", "3")
+    assert kafka_concurrency(listener.logical_id, 2, listener.metadata) == 3
