@@ -57,7 +57,7 @@ class InMemoryDecisionStore:
         entry = self._entries.get(booking_key)
         return entry[1] if entry else None
 
-    def wait_decided(self, booking_key: str, timeout_s: float) -> Decision | None:
+    def wait_decided(self, booking_key: str, timeout_s: float, known_pending: bool = False) -> Decision | None:
         entry = self._entries.get(booking_key)
         if entry is None:
             return None

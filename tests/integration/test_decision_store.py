@@ -30,11 +30,12 @@ def test_a_new_key_is_claimed_once_and_the_second_claim_sees_the_first_hash_and_
     assert (created, stored_hash, decision.status) == (False, "hash-a", model.PENDING)
 
 
-def test_a_decision_recorded_before_the_wait_answers_it_at_once(store):
+@pytest.mark.parametrize("known_pending", [False, True])  # True: the API's claim → publish → wait path
+def test_a_decision_recorded_before_the_wait_answers_it_at_once(store, known_pending):
     key = _key()
     store.claim(key, "h")
     store.record(Decision(key, model.CONFIRMED, booking_id=7))
-    decision = store.wait_decided(key, 5)
+    decision = store.wait_decided(key, 5, known_pending=known_pending)
     assert decision.status == model.CONFIRMED and decision.booking_id == 7
 
 

@@ -28,7 +28,7 @@ class FakeDecisionStore:
         self.entries[decision.booking_key] = (fingerprint, decision)
         return True
 
-    def wait_decided(self, key, timeout_s):
+    def wait_decided(self, key, timeout_s, known_pending=False):
         self.waits += 1
         return self.entries[key][1]
 

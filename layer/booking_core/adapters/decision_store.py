@@ -9,7 +9,6 @@ that nobody is watching; the wake list keeps the token even if the waiter has no
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 from booking_core import config
@@ -61,8 +60,6 @@ class RedisDecisionStore(PrefixedRedis):
         super().__init__(client, prefix)
         self._ttl_s = ttl_s
         self._scripts: dict = {}
-        # The key this thread has just claimed: it is known to be pending, so its wait starts with BLPOP.
-        self._fresh = threading.local()
 
     def _script(self, source: str):
         script = self._scripts.get(source)
@@ -83,12 +80,9 @@ class RedisDecisionStore(PrefixedRedis):
         pending = json.dumps({"booking_key": booking_key, "status": PENDING})
         reply = self._script(_CLAIM)(keys=[entry], args=[request_hash, pending, self.ttl_s])
         if reply[0] == 1:
-            self._fresh.key = booking_key
             return True, request_hash, None
-        self._fresh.key = None
         _, stored_hash, decision_json = reply
-        decision = Decision.from_dict(json.loads(decision_json)) if decision_json else None
-        return False, stored_hash, decision
+        return False, stored_hash, _decoded(decision_json)
 
     def record(self, decision: Decision) -> bool:
         """Store a decision and wake its waiters; False when a final decision was already there."""
@@ -101,24 +95,19 @@ class RedisDecisionStore(PrefixedRedis):
 
     def get(self, booking_key: str) -> Decision | None:
         entry, _ = self._keys(booking_key)
-        decision_json = self.redis.hget(entry, "decision")
-        return Decision.from_dict(json.loads(decision_json)) if decision_json else None
+        return _decoded(self.redis.hget(entry, "decision"))
 
-    def wait_decided(self, booking_key: str, timeout_s: float) -> Decision | None:
+    def wait_decided(self, booking_key: str, timeout_s: float, known_pending: bool = False) -> Decision | None:
         """Block until the key leaves `pending` (decided or queued) or timeout_s passes; return the latest state.
 
         Woken by BLPOP on the key's wake list, never by polling. A waiter that consumes the token passes it
         on (RPUSH) so a second waiter on the same key (a client retrying with its Idempotency-Key) wakes too.
+        `known_pending`: the caller has just claimed the key, so the first read is skipped (a decision that came
+        since has left its token, so BLPOP returns at once).
         """
         entry, wake = self._keys(booking_key)
         deadline = time.monotonic() + timeout_s
-        if getattr(self._fresh, "key", None) == booking_key:
-            # Claimed by this thread a moment ago: pending for sure, skip the read (a decision that came
-            # since has left its token, so BLPOP returns at once).
-            self._fresh.key = None
-            decision = Decision(booking_key, PENDING)
-        else:
-            decision = self.get(booking_key)
+        decision = Decision(booking_key, PENDING) if known_pending else self.get(booking_key)
         while decision is None or decision.status == PENDING:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -127,6 +116,9 @@ class RedisDecisionStore(PrefixedRedis):
             if popped is None:
                 decision = self.get(booking_key)
                 continue
-            decision_json = self._script(_TAKEN)(keys=[entry, wake], args=[WAKE_TTL_S])
-            decision = Decision.from_dict(json.loads(decision_json)) if decision_json else None
+            decision = _decoded(self._script(_TAKEN)(keys=[entry, wake], args=[WAKE_TTL_S]))
         return decision
+
+
+def _decoded(decision_json: str | None) -> Decision | None:
+    return Decision.from_dict(json.loads(decision_json)) if decision_json else None

@@ -55,8 +55,7 @@ def _submit(booking_key, request, store, publisher, retry_table, requests_topic,
         if stored is not None and stored.status != model.PENDING:
             return Submission(stored, booking_key)
         # Same request still in flight: wait for the same decision rather than publishing again.
-        decision = store.wait_decided(booking_key, timeout_s)
-        return Submission(decision or Decision(booking_key, model.PENDING), booking_key)
+        return _wait(store, booking_key, timeout_s, known_pending=False)
 
     try:
         publisher.publish(requests_topic, booking_key, messages.encode_request(booking_key, request),
@@ -68,5 +67,9 @@ def _submit(booking_key, request, store, publisher, retry_table, requests_topic,
         store.record(queued)
         return Submission(queued, booking_key)
 
-    decision = store.wait_decided(booking_key, timeout_s)
+    return _wait(store, booking_key, timeout_s, known_pending=True)
+
+
+def _wait(store, booking_key: str, timeout_s: float, known_pending: bool) -> Submission:
+    decision = store.wait_decided(booking_key, timeout_s, known_pending=known_pending)
     return Submission(decision or Decision(booking_key, model.PENDING), booking_key)
