@@ -1,10 +1,9 @@
 """Write-side storage of bookings, payments, decisions and the retry table in MySQL."""
 from __future__ import annotations
 
-import json
-
 from booking_core.adapters.mysql import ConnectionHolder
-from booking_core.adapters.mysql_retries import upsert_retry
+from booking_core.adapters.mysql_decisions import decoded, insert_decision
+from booking_core.adapters.mysql_retries import close_retry, upsert_retry
 from booking_core.domain import model
 from booking_core.domain.model import Decision, RequestBooking
 from booking_core.services.ports import Hold
@@ -16,17 +15,8 @@ BLOCKING_STATUSES = (HELD, CONFIRMED)
 
 def _store_final(cur, decision: Decision, request_hash: str) -> Decision:
     """Record a final decision and close any retry row for the key, in the caller's transaction."""
-    cur.execute(
-        "INSERT INTO decisions (booking_key, request_hash, status, reason, booking_id, decision_json)"
-        " VALUES (%s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE booking_key = booking_key",
-        (decision.booking_key, request_hash, decision.status, decision.reason, decision.booking_id,
-         json.dumps(decision.to_dict())),
-    )
-    cur.execute(
-        "UPDATE booking_retries SET status='succeeded', last_error=NULL"
-        " WHERE booking_key=%s AND status IN ('pending', 'in_flight')",
-        (decision.booking_key,),
-    )
+    insert_decision(cur, decision, request_hash)
+    close_retry(cur, decision.booking_key)
     return decision
 
 
@@ -64,7 +54,7 @@ class MySqlBookingRepository:
             )
             found = cur.fetchone()
             if found["decision_json"]:
-                return Decision.from_dict(json.loads(found["decision_json"]))
+                return decoded(found["decision_json"])
             existing_id = found["existing_id"]
             if existing_id and found["existing_status"] in BLOCKING_STATUSES:
                 # A redelivery after a crash between hold and confirm: carry on with the same booking.

@@ -6,12 +6,19 @@ import json
 from collections.abc import Callable, Iterable
 
 from booking_core.adapters.mysql import ConnectionHolder
+from booking_core.adapters.mysql_decisions import decoded, insert_decision
 from booking_core.domain.model import Decision, RequestBooking, ValidationError, parse_booking_request
 from booking_core.services.retry import GIVE_UP, RetryRow, Step
 
 # Python hands over UTC times; TIMESTAMP columns are read and written in the session's time zone.
 _FROM_UTC = "CONVERT_TZ(%s, '+00:00', @@session.time_zone)"
 OPEN_STATUSES = ("pending", "in_flight")
+
+
+def close_retry(cur, booking_key: str) -> None:
+    """The key's final decision is stored: an open retry row (pending/in_flight) becomes `succeeded`."""
+    cur.execute("UPDATE booking_retries SET status='succeeded', last_error=NULL"
+                " WHERE booking_key=%s AND status IN %s", (booking_key, OPEN_STATUSES))
 
 
 def upsert_retry(cur, booking_key: str, request: RequestBooking, reason: str, error: str) -> None:
@@ -115,23 +122,16 @@ class MySqlRetryStore:
             cur.execute("SELECT decision_json FROM decisions WHERE booking_key=%s", (booking_key,))
             stored = cur.fetchone()
             if stored:
-                return Decision.from_dict(json.loads(stored["decision_json"]))
+                return decoded(stored["decision_json"])
             cur.execute("SELECT id FROM bookings WHERE booking_key=%s AND status IN ('held', 'confirmed')",
                         (booking_key,))
             if cur.fetchone():
                 return None
-            cur.execute(
-                "INSERT INTO decisions (booking_key, request_hash, status, reason, booking_id, decision_json)"
-                " VALUES (%s, %s, %s, %s, NULL, %s)",
-                (booking_key, request.fingerprint(), decision.status, decision.reason,
-                 json.dumps(decision.to_dict())),
-            )
-        return decision
+            return insert_decision(cur, decision, request.fingerprint())
 
     def close(self, booking_key: str) -> None:
         with self._connections.transaction() as cur:
-            cur.execute("UPDATE booking_retries SET status='succeeded', last_error=NULL"
-                        " WHERE booking_key=%s AND status IN %s", (booking_key, OPEN_STATUSES))
+            close_retry(cur, booking_key)
 
     def count_waiting(self) -> int:
         with self._connections.transaction() as cur:
