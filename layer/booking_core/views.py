@@ -9,11 +9,10 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import re
 from dataclasses import dataclass
 
 from booking_core import config
-from booking_core.domain.model import ValidationError
+from booking_core.domain.model import ValidationError, parse_iso_date
 from booking_core.domain.read_model import (
     PRICE_INDEX,
     city_index,
@@ -28,7 +27,6 @@ from booking_core.domain.read_model import (
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 MAX_NIGHTS = 366  # longest range one availability or search request may ask about
 SCAN_CHUNK = 100  # listings fetched per round trip while filtering a search
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 class NotFound(LookupError):
@@ -58,9 +56,7 @@ def _date_param(params, name: str, errors: dict) -> dt.date | None:
     if raw is None or raw == "":
         return None
     try:
-        if not _ISO_DATE.match(raw):  # fromisoformat alone also takes 20300301 and week dates
-            raise ValueError(raw)
-        return dt.date.fromisoformat(raw)
+        return parse_iso_date(raw)
     except ValueError:
         errors[name] = "must be a date as YYYY-MM-DD"
         return None

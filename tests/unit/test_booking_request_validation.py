@@ -44,7 +44,7 @@ def test_non_positive_ids_and_too_many_guests_are_refused():
     assert errors == {"user_id": "must be at least 1", "guests": f"must be at most {model.MAX_GUESTS}"}
 
 
-@pytest.mark.parametrize("value", ["2027-02-30", "03/01/2027", "2027-3-1", 20270301])
+@pytest.mark.parametrize("value", ["2027-02-30", "03/01/2027", "2027-3-1", 20270301, "2027-W09-1"])
 def test_bad_dates_are_refused(value):
     assert "check_in" in errors_of(body(check_in=value))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 
 MAX_NIGHTS = 30
@@ -99,14 +100,21 @@ def _date(value, name: str, errors: dict[str, str]) -> dt.date | None:
         errors[name] = "must be a date string YYYY-MM-DD"
         return None
     try:
-        return dt.date.fromisoformat(value) if len(value) == 10 else _bad_date()
+        return parse_iso_date(value)
     except ValueError:
         errors[name] = "must be a valid date YYYY-MM-DD"
         return None
 
 
-def _bad_date():
-    raise ValueError("not YYYY-MM-DD")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_iso_date(value: str) -> dt.date:
+    """A calendar date written exactly YYYY-MM-DD, else ValueError (fromisoformat alone also takes
+    20300301 and week dates such as 2030-W01-1)."""
+    if not _ISO_DATE.match(value):
+        raise ValueError(f"not YYYY-MM-DD: {value!r}")
+    return dt.date.fromisoformat(value)
 
 
 def parse_booking_request(body, today: dt.date | None = None) -> RequestBooking:
