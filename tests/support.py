@@ -6,6 +6,7 @@ import itertools
 import json
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 _dates = itertools.count()
@@ -66,3 +67,18 @@ def sql_rows(sql: str, *args) -> list[dict]:
             return list(cur.fetchall())
     finally:
         conn.close()
+
+
+@contextmanager
+def moto_ses(monkeypatch, sender: str, region: str):
+    """Amazon SES under moto with `sender` verified; yields moto's backend, whose sent_messages tests read."""
+    import boto3
+    from moto import mock_aws
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        boto3.client("sesv2", region_name=region).create_email_identity(EmailIdentity=sender)
+        yield ses_backends[DEFAULT_ACCOUNT_ID][region]

@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import uuid
 
-import boto3
 import pytest
-from moto import mock_aws
-from moto.core import DEFAULT_ACCOUNT_ID
-from moto.ses.models import ses_backends
 
 from booking_core import bootstrap, config
 from booking_core.adapters.mail import SesMailer
@@ -21,7 +17,7 @@ from booking_core.domain import messages
 from booking_core.domain.model import parse_booking_request
 from booking_core.kafka_event import build_event
 from booking_core.services.mail import SendOutcome, send_pending_emails
-from tests.support import booking_body, sql_rows
+from tests.support import booking_body, moto_ses, sql_rows
 
 pytestmark = pytest.mark.integration
 SENDER = "bookings@example.com"
@@ -34,11 +30,8 @@ def _row(sql: str, *args) -> dict | None:
 
 @pytest.fixture
 def ses(monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        boto3.client("sesv2", region_name="us-east-1").create_email_identity(EmailIdentity=SENDER)
-        yield ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+    with moto_ses(monkeypatch, SENDER, "us-east-1") as backend:
+        yield backend
 
 
 def _use_mailer(monkeypatch, mailer) -> None:

@@ -3,15 +3,12 @@ import datetime as dt
 import email
 import email.policy
 
-import boto3
 import pytest
-from moto import mock_aws
-from moto.core import DEFAULT_ACCOUNT_ID
-from moto.ses.models import ses_backends
 
 from booking_core.adapters.mail import DisabledMailer, OutboxFolderMailer, SesMailer, build_mailer
 from booking_core.services.mail import Email, OutboxEmail, confirmation_email, send_pending_emails
 from tests.fakes import FakeOutbox
+from tests.support import moto_ses
 
 SENDER = "bookings@example.com"
 
@@ -34,11 +31,8 @@ def test_the_confirmation_names_the_booking_in_the_subject_and_listing_dates_and
 
 @pytest.fixture
 def ses(monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        boto3.client("sesv2", region_name="eu-west-1").create_email_identity(EmailIdentity=SENDER)
-        yield ses_backends[DEFAULT_ACCOUNT_ID]["eu-west-1"]
+    with moto_ses(monkeypatch, SENDER, "eu-west-1") as backend:
+        yield backend
 
 
 def test_ses_sends_the_email_to_the_user_with_subject_and_body(ses):
