@@ -86,6 +86,13 @@ class _Waiters:
         with self._lock:
             self._map.pop(key, None)
 
+    def outcome(self, key: bytes, event: threading.Event) -> str:
+        """Wait for the reply to `key`: "ok", or "timeout" (and the key is forgotten)."""
+        if not event.wait(REPLY_TIMEOUT_S):
+            self.forget(key)
+            return "timeout"
+        return "ok"
+
 
 class KafkaPythonClient:
     """Request-reply with kafka-python: the API's producer settings, a listener thread on the reply topic."""
@@ -113,10 +120,7 @@ class KafkaPythonClient:
         key = uuid.uuid4().hex.encode()
         event = self.waiters.expect(key)
         self.producer.send(self.request_topic, key=key, value=b"{}").get(timeout=REPLY_TIMEOUT_S)
-        if not event.wait(REPLY_TIMEOUT_S):
-            self.waiters.forget(key)
-            return "timeout"
-        return "ok"
+        return self.waiters.outcome(key, event)
 
     def close(self) -> None:
         self.stop.set()
@@ -215,10 +219,7 @@ class ConfluentClient:
         if not acked.wait(REPLY_TIMEOUT_S) or errors:
             self.waiters.forget(key)
             return "not_acked"
-        if not event.wait(REPLY_TIMEOUT_S):
-            self.waiters.forget(key)
-            return "timeout"
-        return "ok"
+        return self.waiters.outcome(key, event)
 
     def close(self) -> None:
         self.stop.set()
