@@ -177,9 +177,7 @@ def _handle(row: RetryRow, step: Step, retries: RetryStore, publisher, requests_
         told = retries.store_rejection(row.booking_key, row.request,
                                        Decision.rejected(row.booking_key, RETRIES_EXHAUSTED, detail))
         if told is not None:
-            publisher.publish(requests_topic, row.booking_key,
-                              messages.encode_request(row.booking_key, row.request, attempt=row.attempts + 1),
-                              correlation_id=row.booking_key)
+            _resend(row, publisher, requests_topic)
         return
     stored = None
     if step.action == EXPIRE:
@@ -187,12 +185,9 @@ def _handle(row: RetryRow, step: Step, retries: RetryStore, publisher, requests_
         # None: payment_fn holds a booking for the key, so it is re-driven for payment_fn to finish.
         stored = retries.store_rejection(row.booking_key, row.request,
                                          Decision.rejected(row.booking_key, CHECK_IN_PASSED, detail))
-    attempt = row.attempts + 1
     # For an expired key payment_fn finds the stored decision and publishes it, as for any redelivery: it stays
     # the one writer of booking-decisions, and this function needs to write only booking-requests.
-    publisher.publish(requests_topic, row.booking_key,
-                      messages.encode_request(row.booking_key, row.request, attempt=attempt),
-                      correlation_id=row.booking_key)
+    attempt = _resend(row, publisher, requests_topic)
     if stored is not None:
         retries.close(row.booking_key)
         summary.expired += 1
@@ -200,3 +195,12 @@ def _handle(row: RetryRow, step: Step, retries: RetryStore, publisher, requests_
         return
     summary.republished += 1
     log.info("re-published", extra={"booking_key": row.booking_key, "attempt": attempt, "reason": row.reason})
+
+
+def _resend(row: RetryRow, publisher, requests_topic: str) -> int:
+    """Re-publish the row's request with its key and the next attempt number (waits for the broker's ack)."""
+    attempt = row.attempts + 1
+    publisher.publish(requests_topic, row.booking_key,
+                      messages.encode_request(row.booking_key, row.request, attempt=attempt),
+                      correlation_id=row.booking_key)
+    return attempt
