@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -106,26 +102,10 @@ def _pytest_stack_env() -> dict:
 def stack(mysql_db, redis_client, kafka_broker):
     """The local stack (template-driven: API, pollers, schedulers) against this run's services."""
     from booking_core import config
+    from tests.support import running_stack
 
-    env = _pytest_stack_env()
-    log_path = ROOT / ".local" / "logs" / f"stack-test-{RUN_ID}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "wb")
-    process = subprocess.Popen([sys.executable, "-m", "infra.local.stack", "run"], cwd=ROOT, env=env,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 90
-    while "stack up in" not in log_path.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("local stack did not start:\n" + log_path.read_text()[-3000:])
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{config.api_port()}"
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-    log.close()
+    with running_stack(_pytest_stack_env(), ROOT / ".local" / "logs" / f"stack-test-{RUN_ID}.log"):
+        yield f"http://127.0.0.1:{config.api_port()}"
 
 
 @pytest.fixture

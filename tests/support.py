@@ -82,3 +82,47 @@ def moto_ses(monkeypatch, sender: str, region: str):
     with mock_aws():
         boto3.client("sesv2", region_name=region).create_email_identity(EmailIdentity=sender)
         yield ses_backends[DEFAULT_ACCOUNT_ID][region]
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05):
+    """Poll `predicate` until it returns something truthy or `timeout` passes; return its last value."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+@contextmanager
+def running_stack(env: dict, log_path, timeout: float = 90):
+    """`python -m infra.local.stack run` with `env`, up ("stack up in" logged) for the block, then stopped
+    (SIGTERM, SIGKILL of its process group after 30 s). Fails the test with the log's tail if it does not start."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pytest
+
+    root = Path(__file__).resolve().parents[1]
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "infra.local.stack", "run"], cwd=root, env=env,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            if not wait_for(lambda: "stack up in" in log_path.read_text() or process.poll() is not None, timeout) \
+                    or "stack up in" not in log_path.read_text():
+                pytest.fail("local stack did not start:\n" + log_path.read_text()[-3000:])
+            yield process
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
@@ -19,6 +16,7 @@ import pytest
 
 from booking_core import config
 from infra.local import services, template
+from tests.support import running_stack, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "infra" / "events"
@@ -190,16 +188,6 @@ def _invocations(tmp_path: Path) -> list[dict]:
         if (tmp_path / "invocations").exists() else []
 
 
-def _wait_for(predicate, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    return predicate()
-
-
 def test_a_function_added_to_a_throwaway_template_runs_under_the_local_stack(
         tmp_path, mysql_db, redis_client, kafka_broker):
     from booking_core.adapters.kafka import KafkaPublisher
@@ -210,16 +198,11 @@ def test_a_function_added_to_a_throwaway_template_runs_under_the_local_stack(
     env = {**child_env_base(), "STACK_TEMPLATE": str(path), "API_PORT": str(services.free_port()),
            "LOCAL_KAFKA_CONCURRENCY": "1", "REPLICATION_RUN_S": "1"}
     log_path = tmp_path / "stack.log"
-    with open(log_path, "wb") as log:
-        stack = subprocess.Popen([sys.executable, "-m", "infra.local.stack", "run"], cwd=ROOT, env=env,
-                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        assert _wait_for(lambda: "stack up in" in log_path.read_text() or stack.poll() is not None, 90)
-        assert "stack up in" in log_path.read_text(), log_path.read_text()[-3000:]
+    with running_stack(env, log_path):
         assert "HelloFunction" in log_path.read_text()
 
         # THEN its schedule fired at start with the event's Input and the template's environment
-        scheduled = _wait_for(lambda: [i for i in _invocations(tmp_path) if "records" not in i["event"]], 20)
+        scheduled = wait_for(lambda: [i for i in _invocations(tmp_path) if "records" not in i["event"]], 20)
         assert scheduled and scheduled[0]["event"] == {"source": "throwaway-schedule"}
         assert scheduled[0]["greeting"] == "hello from the template"
         assert scheduled[0]["function"] == "HelloFunction"
@@ -230,15 +213,9 @@ def test_a_function_added_to_a_throwaway_template_runs_under_the_local_stack(
         publisher.publish(config.decisions_topic(), key, json.dumps(
             {"type": "booking.decided", "version": 1, "booking_key": key, "status": "confirmed"}).encode())
         publisher.close()
-        consumed = _wait_for(lambda: [i for i in _invocations(tmp_path) if "records" in i["event"]
+        consumed = wait_for(lambda: [i for i in _invocations(tmp_path) if "records" in i["event"]
                                       and key in str(_record_keys(i["event"]))], 20)
         assert consumed and consumed[0]["event"]["eventSource"] == "aws:kafka"
-    finally:
-        stack.send_signal(signal.SIGTERM)
-        try:
-            stack.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(stack.pid, signal.SIGKILL)
 
 
 def test_trigger_runs_a_functions_schedule_once_and_prints_only_its_result(mysql_db, redis_client, kafka_broker):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from booking_core.adapters.kafka import client_settings, ensure_topics
 from infra.local import template
 from infra.local.poller import KafkaPoller
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -32,15 +32,6 @@ def _committed(topic: str, group: str) -> int | None:
         return consumer.committed(TopicPartition(topic, 0))
     finally:
         consumer.close()
-
-
-def _wait(condition, timeout=15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _poller(topic: str, handler, event_type="MSK", batch_size=100, window=0):
@@ -77,9 +68,9 @@ def test_a_failing_batch_is_retried_whole_and_committed_only_after_it_succeeds(t
     poller, thread, stop, group = _poller(topic, handler)
     thread.start()
     try:
-        assert _wait(lambda: len(seen) >= 1)
+        assert wait_for(lambda: len(seen) >= 1)
         assert _committed(topic, group) is None  # still failing: nothing committed
-        assert _wait(lambda: _committed(topic, group) == 3)
+        assert wait_for(lambda: _committed(topic, group) == 3)
     finally:
         stop.set()
         thread.join(10)
@@ -94,7 +85,7 @@ def test_batches_respect_the_batch_size_and_carry_the_event_source_of_the_templa
                                       batch_size=2, window=0.2)
     thread.start()
     try:
-        assert _wait(lambda: sum(len(b) for e in events for b in e["records"].values()) == 5)
+        assert wait_for(lambda: sum(len(b) for e in events for b in e["records"].values()) == 5)
     finally:
         stop.set()
         thread.join(10)
