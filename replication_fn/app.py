@@ -10,9 +10,7 @@ On first start with an empty read model (or after Redis lost it) the tail does a
 """
 from __future__ import annotations
 
-from booking_core import config, logs
-from booking_core.adapters.change_log import MySqlChangeLog
-from booking_core.adapters.read_model import RedisReadModel
+from booking_core import bootstrap, config, logs
 from booking_core.services import replication
 
 logs.setup("replication_fn")
@@ -20,18 +18,6 @@ logs.setup("replication_fn")
 MODES = ("tail", "once", "reconcile")
 # Time left for the last batch and the reply after the tail stops, out of the invocation's timeout.
 TIMEOUT_MARGIN_S = 3.0
-
-_adapters: dict[str, object] = {}
-
-
-def _change_log() -> MySqlChangeLog:
-    # Built on first use and kept across warm invocations; settings are read when the connection opens.
-    return _adapters.setdefault("change_log", MySqlChangeLog())
-
-
-def _read_model() -> RedisReadModel:
-    return _adapters.setdefault("read_model", RedisReadModel())
-
 
 def mode_of(event) -> str:
     """The mode an event asks for; EventBridge's scheduled-event shape (no `mode`) means tail."""
@@ -55,9 +41,10 @@ def run_seconds(context) -> float:
 def handler(event, context):
     """Run one replication mode and return its summary (counts, and for reconcile what it repaired)."""
     mode = mode_of(event)
+    change_log, read_model = bootstrap.change_log(), bootstrap.read_model()
     if mode == "reconcile":
-        return replication.reconcile(_change_log(), _read_model())
+        return replication.reconcile(change_log, read_model)
     if mode == "once":
-        replication.ensure_loaded(_change_log(), _read_model())
-        return replication.drain(_change_log(), _read_model())
-    return replication.tail(_change_log(), _read_model(), run_seconds(context))
+        replication.ensure_loaded(change_log, read_model)
+        return replication.drain(change_log, read_model)
+    return replication.tail(change_log, read_model, run_seconds(context))

@@ -93,3 +93,16 @@ def email_outbox():
     from booking_core.adapters.mysql_email_outbox import MySqlEmailOutbox
 
     return _get("email_outbox", lambda: MySqlEmailOutbox(connections()))
+
+
+def change_log():
+    """The replicator's MySQL side: its own connection (READ COMMITTED, holds the replication lock)."""
+    from booking_core.adapters.change_log import MySqlChangeLog
+
+    return _get("change_log", MySqlChangeLog)
+
+
+def read_model():
+    from booking_core.adapters.read_model import RedisReadModel
+
+    return _get("read_model", RedisReadModel)

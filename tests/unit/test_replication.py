@@ -236,10 +236,20 @@ def test_the_tail_stops_before_the_invocation_times_out_and_zero_means_until_sto
     assert app.run_seconds(Context()) == 0
 
 
-def test_the_handler_runs_once_and_reconcile_on_the_adapters_it_is_given(monkeypatch, db, redis):
+@pytest.fixture
+def wired(db, redis):
+    """The handler's adapters (from bootstrap) replaced by the fakes."""
+    from booking_core import bootstrap
+
+    bootstrap.override("change_log", db)
+    bootstrap.override("read_model", redis)
+    yield
+    bootstrap.reset()
+
+
+def test_the_handler_runs_once_and_reconcile_on_the_adapters_it_is_given(wired, db, redis):
     from replication_fn import app
 
-    monkeypatch.setattr(app, "_adapters", {"change_log": db, "read_model": redis})
     booking(db, 1)
     result = app.handler({"mode": "once"}, None)
     assert result["applied"] == 3 and db.log == []  # the full load leaves the log; re-applying it is harmless
