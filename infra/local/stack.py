@@ -63,13 +63,18 @@ def api_healthy(timeout: float = 1.0) -> bool:
         return False
 
 
-def child_env() -> dict[str, str]:
+def child_env_base() -> dict[str, str]:
+    """This environment, with the repo and the layer importable, for a process of ours."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "layer"), env.get("PYTHONPATH", "")]).rstrip(
         os.pathsep)
-    env["KAFKA_BOOTSTRAP_SERVERS"] = config.kafka_bootstrap_or_local()
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def child_env() -> dict[str, str]:
+    """For the stack's functions: also the broker the stack started or found, so none starts its own."""
+    return {**child_env_base(), "KAFKA_BOOTSTRAP_SERVERS": config.kafka_bootstrap_or_local()}
 
 
 class Stack:
@@ -293,14 +298,6 @@ def up(timeout: float = 120) -> int:
         time.sleep(0.1)
     print(f"stack not up after {timeout:.0f}s; see {log_path}", file=sys.stderr)
     return 1
-
-
-def child_env_base() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "layer"), env.get("PYTHONPATH", "")]).rstrip(
-        os.pathsep)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
 
 
 def down(timeout: float = 30) -> int:
