@@ -54,6 +54,15 @@ def _read_pid(path: Path | None) -> int | None:
         return None
 
 
+def alive(pid: int) -> bool:
+    """Whether a process with this pid exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
 def _terminate(pid: int, timeout: float) -> None:
     try:
         os.kill(pid, signal.SIGTERM)
@@ -61,9 +70,7 @@ def _terminate(pid: int, timeout: float) -> None:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not alive(pid):
             return
         try:  # reap it if it is our child
             os.waitpid(pid, os.WNOHANG)

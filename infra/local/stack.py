@@ -264,17 +264,9 @@ def run(demo: bool = False) -> int:
     return 0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
 def up(timeout: float = 120) -> int:
     path = pid_file()
-    if path.exists() and _alive(int(path.read_text())):
+    if path.exists() and services.alive(int(path.read_text())):
         print(f"already up: {api_url()} (pid {path.read_text().strip()})")
         return 0
     RUN_DIR.mkdir(parents=True, exist_ok=True)
@@ -319,7 +311,7 @@ def down(timeout: float = 30) -> int:
 
 def status() -> int:
     path = pid_file()
-    running = path.exists() and _alive(int(path.read_text()))
+    running = path.exists() and services.alive(int(path.read_text()))
     print(f"stack   {'up (pid ' + path.read_text().strip() + ')' if running else 'down'}")
     bootstrap = config.kafka_bootstrap_or_local()
     host, _, port = bootstrap.split(",")[0].rpartition(":")

@@ -120,14 +120,7 @@ def test_a_configured_broker_that_does_not_answer_is_reported_within_five_second
 
 
 def _pids_alive(pids) -> list[int]:
-    alive = []
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-            alive.append(pid)
-        except ProcessLookupError:
-            pass
-    return alive
+    return [pid for pid in pids if services.alive(pid)]
 
 
 def test_up_answers_then_down_leaves_no_process_or_port_behind(mysql_db, redis_client):
