@@ -61,8 +61,9 @@ class KafkaPoller:
         self.ready_file = ready_file
         self.invocations = 0
         self.failures = 0
-        self._last_offsets: dict = {}
-        self._uncommitted: dict = {}
+        # Next offset to read per partition, for every batch whose invocation returned; _dirty: not yet committed.
+        self._processed: dict = {}
+        self._dirty = False
         self._next_commit = 0.0
         self.commit_interval_s = float(os.environ.get("LOCAL_COMMIT_INTERVAL_S", "1.0"))
 
@@ -144,29 +145,28 @@ class KafkaPoller:
                         break
                     for r in records:
                         tp = TopicPartition(r.topic, r.partition)
-                        self._uncommitted[tp] = max(self._uncommitted.get(tp, -1), r.offset + 1)
+                        self._processed[tp] = max(self._processed.get(tp, -1), r.offset + 1)
+                    self._dirty = True
                 # Commit at most every commit_interval_s (and when idle): a commit per batch is a broker request
                 # per booking under load; a redelivery after a crash is what idempotency is for.
-                if self._uncommitted and (not records or time.monotonic() >= self._next_commit):
-                    self._commit(consumer, self._uncommitted)
-                    self._last_offsets.update(self._uncommitted)
-                    self._uncommitted = {}
+                if self._dirty and (not records or time.monotonic() >= self._next_commit):
+                    self._commit(consumer)
+                    self._dirty = False
                     self._next_commit = time.monotonic() + self.commit_interval_s
         finally:
-            self._last_offsets.update(self._uncommitted)
-            if self._last_offsets:  # make sure the last batch's commit reaches the broker before closing
-                try:
-                    consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in self._last_offsets.items()})
-                except KafkaError:
-                    log.exception("final offset commit failed")
+            if self._processed:  # synchronously: the last commit reaches the broker before closing
+                self._commit(consumer, sync=True)
             consumer.close(autocommit=False)
 
-    def _commit(self, consumer, offsets) -> None:
+    def _commit(self, consumer, sync: bool = False) -> None:
+        offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in self._processed.items()}
         try:
-            # Asynchronous: the next fetch does not wait a broker round trip; poll() completes the commit.
-            # A commit that is lost only means a redelivery after a restart, which idempotency absorbs.
-            consumer.commit_async({tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()},
-                                  callback=_commit_failed)
+            if sync:
+                consumer.commit(offsets)
+            else:
+                # Asynchronous: the next fetch does not wait a broker round trip; poll() completes the commit.
+                # A commit that is lost only means a redelivery after a restart, which idempotency absorbs.
+                consumer.commit_async(offsets, callback=_commit_failed)
         except KafkaError:
             # Not fatal: the records are processed; a restart re-delivers them and idempotency absorbs that.
             log.exception("offset commit failed")
