@@ -15,11 +15,11 @@ import time
 import uuid
 
 from booking_core import config
-from booking_core.adapters.change_log import MySqlChangeLog
 from booking_core.adapters.mysql import connect
-from booking_core.adapters.read_model import RedisReadModel
+from booking_core.adapters.mysql_change_log import MySqlChangeLog
 from booking_core.adapters.redis_client import get_redis
-from booking_core.domain.read_model import record_key
+from booking_core.adapters.redis_read_model import RedisReadModel
+from booking_core.domain.read_model import row_key
 from booking_core.services.replication import reconcile
 
 VISIBLE_TIMEOUT_S = 5.0
@@ -42,7 +42,7 @@ def measure_replication_lag(n: int = 1000) -> dict:
             cur.execute("INSERT INTO users (email, name) VALUES (%s, 'bench')", (f"bench-{uuid.uuid4().hex}@example.com",))
             user_id = cur.lastrowid
         conn.commit()
-        key = prefix + record_key("users", user_id)
+        key = prefix + row_key("users", user_id)
         for i in range(n):
             marker = f"lag-{i}-{uuid.uuid4().hex[:6]}"
             with conn.cursor() as cur:
@@ -83,8 +83,8 @@ def measure_reconcile() -> dict:
         change_log.close()
         for key in redis.scan_iter(match=scratch + "*", count=1000):
             redis.delete(key)
-    return {"seconds": live["seconds"], "counts": {"records": live["records"], "members": live["members"]},
-            "rows": live["rows"], "keys": live["keys"],
+    return {"seconds": live["seconds"], "counts": {"rows": live["rows"], "members": live["members"]},
+            "scanned": live["scanned"], "keys": live["keys"],
             "full_load_seconds": full["seconds"], "full_load_keys": full["keys"]}
 
 

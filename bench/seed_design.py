@@ -24,17 +24,11 @@ log = logging.getLogger("seed_design")
 
 
 class InMemoryDecisionStore:
-    """The decision store interface (claim/record/get/wait_decided) over a dict of key → [event, decision]."""
+    """The DecisionStore port (claim/save/get/wait_decided) over a dict of key → [event, decision]."""
 
     def __init__(self):
         self._entries: dict[str, list] = {}  # key → [threading.Event, Decision | None, request_hash]
         self._lock = threading.Lock()
-
-    @property
-    def redis(self):  # /health pings the store's Redis
-        from booking_core.adapters.redis_client import get_redis
-
-        return get_redis()
 
     def claim(self, booking_key: str, request_hash: str):
         with self._lock:
@@ -44,7 +38,7 @@ class InMemoryDecisionStore:
                 return True, request_hash, None
             return False, entry[2], entry[1]
 
-    def record(self, decision: Decision) -> bool:
+    def save(self, decision: Decision) -> bool:
         with self._lock:
             entry = self._entries.setdefault(decision.booking_key, [threading.Event(), None, None])
             if entry[1] is not None and entry[1].is_final and not decision.is_final:
@@ -86,7 +80,7 @@ def listen(store: InMemoryDecisionStore, ready: threading.Event, stop: threading
         for batch in consumer.poll(timeout_ms=100).values():
             for record in batch:
                 try:
-                    store.record(messages.decode_decision(record.value))
+                    store.save(messages.decode_decision(record.value))
                 except ValidationError:
                     continue
     consumer.close(autocommit=False)

@@ -1,7 +1,7 @@
-"""booking_api: the Read API (Chalice). Routes parse, call booking_core, and shape the answer.
+"""booking_api: the booking API (Chalice). Routes parse, call booking_core, and shape the answer.
 
 POST /v1/bookings is the one write entry point: it publishes the request to Kafka and waits for the decision
-in the shared decision store. Every read is served from Redis only.
+in the shared decision store. Every read is served from the Redis read model only.
 Deployed as the Lambda handler `app.app` for API Gateway REST proxy events (payload v1).
 """
 import json
@@ -9,10 +9,10 @@ import logging
 
 from chalice import Chalice, Response
 
-from booking_core import bootstrap, config, logs, views
-from booking_core.adapters.redis_client import get_redis
+from booking_core import bootstrap, config, logs
 from booking_core.domain import model
 from booking_core.domain.model import ValidationError, parse_booking_request
+from booking_core.ports import NotFound
 from booking_core.services.submit import IdempotencyKeyReused, submit_booking, valid_booking_key
 
 logs.setup("booking_api")
@@ -29,7 +29,7 @@ def answer_outages_with_503(event, get_response):
     """A store we depend on is down: say so (503, retryable) instead of an opaque 500."""
     from redis.exceptions import RedisError
 
-    from booking_core.adapters.mysql import DatabaseUnavailable
+    from booking_core.ports import DatabaseUnavailable
 
     try:
         return get_response(event)
@@ -94,20 +94,20 @@ def booking_request_status(booking_key):
     return _decision_response(decision, 200)
 
 
-# ---- Read API (served from the Redis read model only) ---------------------------------------------------
+# ---- reads (served from the Redis read model only) -------------------------------------------------------
 
 
 @app.route("/health", methods=["GET"])
 def health():
-    bootstrap.decision_store().redis.ping()
+    bootstrap.read_views().ping()
     return {"status": "ok"}
 
 
 def _read(view, *args):
-    """Run a read view on the Redis read model: 404 for an unknown id, 400 naming each bad parameter."""
+    """Run a read view: 404 for an unknown id, 400 naming each bad parameter."""
     try:
-        return view(get_redis(), *args)
-    except views.NotFound as exc:
+        return view(*args)
+    except NotFound as exc:
         return _error(404, "not_found", str(exc))
     except ValidationError as exc:
         return _error(400, "invalid_request", "the request has invalid parameters", exc.errors)
@@ -119,34 +119,34 @@ def _query() -> dict:
 
 @app.route("/v1/listings", methods=["GET"])
 def search_listings():
-    return _read(views.search_listings, _query())
+    return _read(bootstrap.read_views().search_listings, _query())
 
 
 @app.route("/v1/listings/{listing_id}", methods=["GET"])
 def get_listing(listing_id):
-    return _read(views.get_listing, listing_id)
+    return _read(bootstrap.read_views().get_listing, listing_id)
 
 
 @app.route("/v1/listings/{listing_id}/availability", methods=["GET"])
 def listing_availability(listing_id):
-    return _read(views.listing_availability, listing_id, _query())
+    return _read(bootstrap.read_views().listing_availability, listing_id, _query())
 
 
 @app.route("/v1/users/{user_id}", methods=["GET"])
 def get_user(user_id):
-    return _read(views.get_user, user_id)
+    return _read(bootstrap.read_views().get_user, user_id)
 
 
 @app.route("/v1/users/{user_id}/bookings", methods=["GET"])
 def user_bookings(user_id):
-    return _read(views.user_bookings, user_id, _query())
+    return _read(bootstrap.read_views().user_bookings, user_id, _query())
 
 
 @app.route("/v1/users/{user_id}/payments", methods=["GET"])
 def user_payments(user_id):
-    return _read(views.user_payments, user_id, _query())
+    return _read(bootstrap.read_views().user_payments, user_id, _query())
 
 
 @app.route("/v1/bookings/{booking_id}", methods=["GET"])
 def get_booking(booking_id):
-    return _read(views.get_booking, booking_id)
+    return _read(bootstrap.read_views().get_booking, booking_id)

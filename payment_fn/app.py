@@ -9,8 +9,8 @@ import logging
 import time
 
 from booking_core import bootstrap, config, logs
-from booking_core.services.mail import send_pending_emails
-from booking_core.services.records import process_booking_requests
+from booking_core.services.emails import send_pending_emails
+from booking_core.services.kafka_batches import process_booking_requests
 
 logs.setup("payment_fn")
 log = logging.getLogger(__name__)

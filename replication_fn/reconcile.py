@@ -5,20 +5,18 @@ from __future__ import annotations
 import json
 import sys
 
-from booking_core.adapters.change_log import MySqlChangeLog
-from booking_core.adapters.read_model import RedisReadModel
+from booking_core import bootstrap
 from booking_core.services.replication import ReplicatorBusy, reconcile
 
 
 def main() -> int:
-    change_log = MySqlChangeLog()
     try:
-        report = reconcile(change_log, RedisReadModel())
+        report = reconcile(bootstrap.change_log(), bootstrap.read_model())
     except ReplicatorBusy as exc:
         print(f"reconcile: {exc}", file=sys.stderr)
         return 2
     finally:
-        change_log.close()
+        bootstrap.reset()  # closes the change log's connection (and with it the replication lock)
     print(json.dumps(report, indent=2))
     return 0
 

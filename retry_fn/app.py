@@ -8,7 +8,7 @@ the confirmation emails a failed send left pending (summary["emails"]).
 import logging
 
 from booking_core import bootstrap, config, logs
-from booking_core.services.mail import send_pending_emails
+from booking_core.services.emails import send_pending_emails
 from booking_core.services.retry import redrive_due_requests
 
 logs.setup("retry_fn")

@@ -48,16 +48,16 @@ def load_event(name: str) -> dict:
 def mysql_db():
     """This run's own database, migrated and seeded; dropped at the end."""
     from booking_core import config
-    from booking_core.adapters.mysql import drop_database, migrate
+    from infra.demo_data import load_demo_data
     from infra.local import services
-    from infra.seed import seed
+    from infra.migrate import drop_database, migrate
 
     error = services.mysql_answers()
     if error:
         pytest.fail(f"MariaDB is not reachable ({error}); .ci/run starts it")
     settings = config.mysql_settings()
     migrate(settings)
-    seed(settings)
+    load_demo_data(settings)
     yield settings
     drop_database(settings)
 

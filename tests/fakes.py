@@ -1,9 +1,10 @@
 """In-memory stand-ins for the adapters, for unit tests (the integration suite uses the real ones)."""
 from __future__ import annotations
 
+from booking_core.adapters.sandbox_payments import sandbox_outcome
 from booking_core.domain import model
-from booking_core.domain.model import Decision
-from booking_core.services.ports import Hold
+from booking_core.domain.model import Decision, Hold, ListingTerms
+from booking_core.ports import ChargeResult, TransientPaymentError
 
 
 class FakeBookingRepository:
@@ -28,18 +29,14 @@ class FakeBookingRepository:
         if existing and existing["status"] in ("held", "confirmed"):
             return Hold(existing["id"], request.user_id, existing["amount"], "EUR")
         listing = self.listings.get(request.listing_id)
-        if model.stay_has_begun(request):
-            return self._final(Decision.rejected(booking_key, model.CHECK_IN_PASSED))
-        if request.user_id not in self.users:
-            return self._final(Decision.rejected(booking_key, model.UNKNOWN_USER))
-        if listing is None:
-            return self._final(Decision.rejected(booking_key, model.UNKNOWN_LISTING))
-        if request.guests > listing["max_guests"]:
-            return self._final(Decision.rejected(booking_key, model.TOO_MANY_GUESTS))
-        for key, b in self.bookings.items():
-            if (key != booking_key and b["listing_id"] == request.listing_id and b["status"] in ("held", "confirmed")
-                    and b["check_in"] < request.check_out and b["check_out"] > request.check_in):
-                return self._final(Decision.rejected(booking_key, model.UNAVAILABLE))
+        terms = listing and ListingTerms(listing["active"], listing["max_guests"], listing["price"], listing["currency"])
+        overlaps = any(key != booking_key and b["listing_id"] == request.listing_id
+                       and b["status"] in ("held", "confirmed")
+                       and b["check_in"] < request.check_out and b["check_out"] > request.check_in
+                       for key, b in self.bookings.items())
+        refused = model.refusal(request, terms, request.user_id in self.users, overlaps)
+        if refused is not None:
+            return self._final(Decision.rejected(booking_key, refused.reason, refused.detail))
         amount = listing["price"] * request.nights
         booking_id = existing["id"] if existing else len(self.bookings) + 1
         self.bookings[booking_key] = {"id": booking_id, "listing_id": request.listing_id, "status": "held",
@@ -91,7 +88,7 @@ class FakeRetryTable:
 
 
 class FakeOutbox:
-    """The email outbox in memory: claim pending rows, record each send's outcome."""
+    """The email outbox in memory: claim pending rows, save each send's outcome."""
 
     def __init__(self, items):
         self.rows = {i.id: {"item": i, "status": "pending", "attempts": i.attempts, "error": None} for i in items}
@@ -100,7 +97,7 @@ class FakeOutbox:
         return [r["item"] for r in self.rows.values() if r["status"] == "pending"
                 and (booking_ids is None or r["item"].booking_id in booking_ids)][:limit]
 
-    def record(self, outcomes, max_attempts):
+    def save_outcomes(self, outcomes, max_attempts):
         given_up = set()
         for outcome in outcomes:
             row = self.rows[outcome.item.id]
@@ -112,3 +109,24 @@ class FakeOutbox:
                 row["status"] = "failed" if row["attempts"] >= max_attempts else "pending"
                 given_up |= {outcome.item.id} if row["status"] == "failed" else set()
         return given_up
+
+
+class InMemorySandboxProvider:
+    """The sandbox's rules with an in-process ledger (the real one keeps it in MySQL)."""
+
+    name = "sandbox"
+
+    def __init__(self):
+        self.ledger: dict[str, ChargeResult] = {}
+        self.calls = 0
+        self.outage = False
+
+    def charge(self, idempotency_key, amount_cents, currency, token) -> ChargeResult:
+        self.calls += 1
+        if idempotency_key in self.ledger:
+            return self.ledger[idempotency_key]
+        if self.outage:
+            raise TransientPaymentError("provider_unavailable")
+        result = sandbox_outcome(token, idempotency_key)
+        self.ledger[idempotency_key] = result
+        return result

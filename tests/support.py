@@ -69,6 +69,13 @@ def sql_rows(sql: str, *args) -> list[dict]:
         conn.close()
 
 
+def outbox_row(booking_id: int) -> dict | None:
+    """The email outbox row of a booking (status, attempts, last_error, recipient, subject, body, message_id)."""
+    rows = sql_rows("SELECT status, attempts, last_error, recipient, subject, body, message_id"
+                    " FROM email_outbox WHERE booking_id=%s", booking_id)
+    return rows[0] if rows else None
+
+
 @contextmanager
 def moto_ses(monkeypatch, sender: str, region: str):
     """Amazon SES under moto with `sender` verified; yields moto's backend, whose sent_messages tests read."""

@@ -88,8 +88,8 @@ class Stack:
     # -- services --------------------------------------------------------------------------------
     def start_services(self) -> None:
         from booking_core.adapters import kafka as kafka_adapter
-        from booking_core.adapters.mysql import migrate
-        from infra.seed import seed
+        from infra.demo_data import load_demo_data
+        from infra.migrate import migrate
 
         started = time.monotonic()
         kafka = services.ensure_kafka()
@@ -107,7 +107,7 @@ class Stack:
         mysql_private = any(h.name == "mysql" for h in self.services)
         redis_private = any(h.name == "redis" for h in self.services)
         applied = migrate()
-        counts = seed()
+        counts = load_demo_data()
         topics = kafka_adapter.ensure_topics()
         self.lines.append(f"mysql   {s.host}:{s.port}/{s.database} ({'private instance' if mysql_private else 'running'};"
                           f" {len(applied)} migrations applied; {counts['users']} users,"

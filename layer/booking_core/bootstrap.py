@@ -1,108 +1,136 @@
 """Wiring: builds the real adapters on first use and reuses them across warm invocations.
 
-Tests swap any of them with `override(name, obj)` and restore with `reset()`.
+Handlers get every dependency from here (never from an adapter module), typed by its port. Tests swap any of them
+with `override(name, obj)` and restore with `reset()`.
 """
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from booking_core import config
 
-_instances: dict[str, object] = {}
+if TYPE_CHECKING:
+    from booking_core.adapters.mysql import ConnectionHolder
+    from booking_core.adapters.redis_views import RedisReadViews
+    from booking_core.ports import (
+        BookingRepository,
+        ChangeLog,
+        DecisionStore,
+        EmailOutbox,
+        Mailer,
+        PaymentProvider,
+        Publisher,
+        ReadModel,
+        RetryStore,
+        RetryTable,
+    )
+
+T = TypeVar("T")
+_instances: dict[str, Any] = {}
 _lock = threading.RLock()  # factories call other getters
 
 
-def _get(name: str, factory):
+def _get(name: str, factory: Callable[[], T]) -> T:
     obj = _instances.get(name)
     if obj is None:
         with _lock:
             obj = _instances.get(name)
             if obj is None:
                 obj = _instances[name] = factory()
-    return obj
+    return cast(T, obj)
 
 
-def override(name: str, obj) -> None:
+def override(name: str, obj: object) -> None:
     _instances[name] = obj
 
 
 def reset() -> None:
-    publisher = _instances.get("publisher")
+    """Forget every instance, closing those that hold a connection (the producer, the change log's)."""
+    instances = list(_instances.values())
     _instances.clear()
-    if publisher is not None and hasattr(publisher, "close"):
-        publisher.close()
+    for obj in instances:
+        close = getattr(obj, "close", None)
+        if callable(close):
+            close()
 
 
-def connections():
+def connections() -> ConnectionHolder:
     from booking_core.adapters.mysql import ConnectionHolder
 
     return _get("connections", ConnectionHolder)
 
 
-def booking_repository():
+def booking_repository() -> BookingRepository:
     from booking_core.adapters.mysql_bookings import MySqlBookingRepository
 
     return _get("booking_repository", lambda: MySqlBookingRepository(connections()))
 
 
-def retry_table():
+def retry_table() -> RetryTable:
     from booking_core.adapters.mysql_retries import MySqlRetryTable
 
     return _get("retry_table", lambda: MySqlRetryTable(connections()))
 
 
-def retry_store():
+def retry_store() -> RetryStore:
     from booking_core.adapters.mysql_retries import MySqlRetryStore
 
     return _get("retry_store", lambda: MySqlRetryStore(connections()))
 
 
-def payment_provider():
-    def build():
-        from booking_core.adapters import payments
+def payment_provider() -> PaymentProvider:
+    def build() -> PaymentProvider:
+        from booking_core.adapters.sandbox_payments import MySqlSandboxProvider
 
         name = config.payment_provider()
         if name == "sandbox":
-            return payments.MySqlSandboxProvider(connections())
-        if name == "sandbox-memory":
-            return payments.InMemorySandboxProvider()
+            return MySqlSandboxProvider(connections())
         raise ValueError(f"unknown PAYMENT_PROVIDER {name!r}")
 
     return _get("payment_provider", build)
 
 
-def publisher():
+def publisher() -> Publisher:
     from booking_core.adapters.kafka import KafkaPublisher
 
     return _get("publisher", KafkaPublisher)
 
 
-def decision_store():
-    from booking_core.adapters.decision_store import RedisDecisionStore
+def decision_store() -> DecisionStore:
+    from booking_core.adapters.redis_decision_store import RedisDecisionStore
 
     return _get("decision_store", RedisDecisionStore)
 
 
-def mailer():
-    from booking_core.adapters.mail import build_mailer
+def read_views() -> RedisReadViews:
+    """The read API's queries, answered from the Redis read model."""
+    from booking_core.adapters.redis_views import RedisReadViews
+
+    return _get("read_views", RedisReadViews)
+
+
+def mailer() -> Mailer:
+    from booking_core.adapters.mailers import build_mailer
 
     return _get("mailer", build_mailer)
 
 
-def email_outbox():
+def email_outbox() -> EmailOutbox:
     from booking_core.adapters.mysql_email_outbox import MySqlEmailOutbox
 
     return _get("email_outbox", lambda: MySqlEmailOutbox(connections()))
 
 
-def change_log():
+def change_log() -> ChangeLog:
     """The replicator's MySQL side: its own connection (READ COMMITTED, holds the replication lock)."""
-    from booking_core.adapters.change_log import MySqlChangeLog
+    from booking_core.adapters.mysql_change_log import MySqlChangeLog
 
     return _get("change_log", MySqlChangeLog)
 
 
-def read_model():
-    from booking_core.adapters.read_model import RedisReadModel
+def read_model() -> ReadModel:
+    from booking_core.adapters.redis_read_model import RedisReadModel
 
     return _get("read_model", RedisReadModel)

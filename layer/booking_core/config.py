@@ -32,8 +32,9 @@ class MySqlSettings:
 
 
 def mysql_settings() -> MySqlSettings:
-    """MYSQL_* variables; a DB_SECRET_ARN (Secrets Manager) overrides user/password/host when set."""
-    settings = MySqlSettings(
+    """The MYSQL_* variables. On AWS a DB_SECRET_ARN names the secret that supplies host, user and password:
+    the MySQL adapter applies it (adapters.mysql.mysql_settings), since reading it is a call to AWS."""
+    return MySqlSettings(
         host=_env("MYSQL_HOST", "127.0.0.1"),
         port=_int("MYSQL_PORT", 3306),
         user=_env("MYSQL_USER", "root"),
@@ -41,12 +42,16 @@ def mysql_settings() -> MySqlSettings:
         database=_env("MYSQL_DATABASE", "booking"),
         connect_timeout=_float("MYSQL_CONNECT_TIMEOUT_S", 3.0),
     )
-    secret_arn = os.environ.get("DB_SECRET_ARN")
-    if secret_arn:
-        from booking_core.adapters.secrets import apply_db_secret
 
-        settings = apply_db_secret(settings, secret_arn)
-    return settings
+
+def db_secret_arn() -> str | None:
+    """Secrets Manager secret (RDS JSON: host, port, username, password, dbname) that overrides MYSQL_*."""
+    return os.environ.get("DB_SECRET_ARN") or None
+
+
+def secret_cache_ttl_s() -> float:
+    """How long a warm container keeps a secret before reading it again (a rotated password is seen then)."""
+    return _float("SECRET_CACHE_TTL_S", 300.0)
 
 
 def redis_url() -> str:

@@ -1,4 +1,4 @@
-"""The Redis decision store on real Redis: claim, record, and waits woken by BLPOP."""
+"""The Redis decision store on real Redis: claim, save, and waits woken by BLPOP."""
 from __future__ import annotations
 
 import threading
@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from booking_core.adapters.decision_store import WAKE_TTL_S, RedisDecisionStore
+from booking_core.adapters.redis_decision_store import WAKE_TTL_S, RedisDecisionStore
 from booking_core.domain import model
 from booking_core.domain.model import Decision
 
@@ -31,10 +31,10 @@ def test_a_new_key_is_claimed_once_and_the_second_claim_sees_the_first_hash_and_
 
 
 @pytest.mark.parametrize("known_pending", [False, True])  # True: the API's claim → publish → wait path
-def test_a_decision_recorded_before_the_wait_answers_it_at_once(store, known_pending):
+def test_a_decision_saved_before_the_wait_answers_it_at_once(store, known_pending):
     key = _key()
     store.claim(key, "h")
-    store.record(Decision(key, model.CONFIRMED, booking_id=7))
+    store.save(Decision(key, model.CONFIRMED, booking_id=7))
     decision = store.wait_decided(key, 5, known_pending=known_pending)
     assert decision.status == model.CONFIRMED and decision.booking_id == 7
 
@@ -47,7 +47,7 @@ def test_two_waiters_on_one_key_both_wake_and_the_wake_list_keeps_an_expiry(stor
     for waiter in waiters:
         waiter.start()
     time.sleep(0.2)
-    store.record(Decision(key, model.REJECTED, reason=model.UNAVAILABLE))
+    store.save(Decision(key, model.REJECTED, reason=model.UNAVAILABLE))
     for waiter in waiters:
         waiter.join(6)
     assert [d.status for d in answers] == [model.REJECTED, model.REJECTED]

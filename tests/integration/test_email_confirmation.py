@@ -10,14 +10,15 @@ import uuid
 import pytest
 
 from booking_core import bootstrap, config
-from booking_core.adapters.mail import SesMailer
+from booking_core.adapters.mailers import SesMailer
 from booking_core.adapters.mysql import connect
 from booking_core.adapters.mysql_email_outbox import MySqlEmailOutbox
 from booking_core.domain import messages
+from booking_core.domain.emails import SendOutcome
 from booking_core.domain.model import parse_booking_request
 from booking_core.kafka_event import build_event
-from booking_core.services.mail import SendOutcome, send_pending_emails
-from tests.support import booking_body, moto_ses, sql_rows
+from booking_core.services.emails import send_pending_emails
+from tests.support import booking_body, moto_ses, outbox_row, sql_rows
 
 pytestmark = pytest.mark.integration
 SENDER = "bookings@example.com"
@@ -71,7 +72,7 @@ def test_a_confirmed_booking_emails_the_user_with_booking_id_listing_dates_and_a
     assert listing["title"] in sent.body
     assert body["check_in"] in sent.body and body["check_out"] in sent.body
     assert f"{booking['amount_cents'] // 100:,}.{booking['amount_cents'] % 100:02d} EUR" in sent.body
-    row = MySqlEmailOutbox(bootstrap.connections()).status_of(booking["id"])
+    row = outbox_row(booking["id"])
     assert (row["status"], row["attempts"], row["message_id"]) == ("sent", 1, sent.id)
 
 
@@ -86,7 +87,7 @@ def test_a_failed_send_keeps_the_booking_confirmed_and_the_email_pending_until_a
     assert decision["status"] == "confirmed"
     assert _row("SELECT status FROM bookings WHERE booking_key=%s", key)["status"] == "confirmed"
     outbox = MySqlEmailOutbox(bootstrap.connections())
-    pending = outbox.status_of(decision["booking_id"])
+    pending = outbox_row(decision["booking_id"])
     assert (pending["status"], pending["attempts"]) == ("pending", 1)
     assert "unreachable" in pending["last_error"]
 
@@ -97,7 +98,7 @@ def test_a_failed_send_keeps_the_booking_confirmed_and_the_email_pending_until_a
     assert summary.get("sent", 0) >= 1
     sent = [m for m in ses.sent_messages if f"#{decision['booking_id']} " in m.subject]
     assert len(sent) == 1 and sent[0].destinations["ToAddresses"] == ["user6@example.com"]
-    assert outbox.status_of(decision["booking_id"])["status"] == "sent"
+    assert outbox_row(decision["booking_id"])["status"] == "sent"
 
 
 def test_a_redelivered_request_does_not_send_a_second_email(mysql_db, kafka_broker, ses, monkeypatch):
@@ -125,8 +126,8 @@ def test_two_senders_never_claim_the_same_email(mysql_db, kafka_broker, monkeypa
     second = outbox.claim([booking_id])
 
     assert [i.booking_id for i in first] == [booking_id] and second == []
-    assert outbox.record([SendOutcome(first[0], error="test")], max_attempts=8) == set()
-    assert outbox.status_of(booking_id)["status"] == "pending"
+    assert outbox.save_outcomes([SendOutcome(first[0], error="test")], max_attempts=8) == set()
+    assert outbox_row(booking_id)["status"] == "pending"
 
 
 def test_the_next_batch_whose_email_goes_out_also_retries_an_email_that_failed_minutes_ago(
@@ -151,8 +152,7 @@ def test_the_next_batch_whose_email_goes_out_also_retries_an_email_that_failed_m
     _book(user_id=10, listing_id=18)
 
     # THEN the earlier email is sent too
-    outbox = MySqlEmailOutbox(bootstrap.connections())
-    assert outbox.status_of(failed_id)["status"] == "sent"
+    assert outbox_row(failed_id)["status"] == "sent"
     assert [m.destinations["ToAddresses"] for m in ses.sent_messages if f"#{failed_id} " in m.subject] == [
         ["user9@example.com"]]
 
@@ -165,4 +165,4 @@ def test_an_email_that_failed_just_now_is_left_for_later(mysql_db, kafka_broker,
     _use_mailer(monkeypatch, SesMailer(SENDER, region="us-east-1"))
     _book(user_id=12, listing_id=20)
 
-    assert MySqlEmailOutbox(bootstrap.connections()).status_of(failed_id)["status"] == "pending"
+    assert outbox_row(failed_id)["status"] == "pending"

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from booking_core import config
-from booking_core.adapters.mysql import connect, drop_database, migrate
+from booking_core.adapters.mysql import connect
+from infra.demo_data import LISTINGS, USERS, load_demo_data
 from infra.local import services
-from infra.seed import LISTINGS, USERS, seed
+from infra.migrate import drop_database, migrate
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -60,7 +61,7 @@ def test_the_documented_columns_accept_a_hand_written_insert(mysql_db):
 
 
 def test_demo_data_is_loaded_once_with_enough_listings_cities_and_users(mysql_db):
-    assert seed(mysql_db) == {"users": USERS, "listings": LISTINGS}
+    assert load_demo_data(mysql_db) == {"users": USERS, "listings": LISTINGS}
     conn = connect(mysql_db)
     try:
         with conn.cursor() as cur:

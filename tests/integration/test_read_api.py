@@ -238,7 +238,7 @@ def test_reads_keep_working_when_mysql_is_down(api, monkeypatch):
     from chalice.test import Client
 
     from booking_core import bootstrap
-    from booking_core.adapters.mysql import DatabaseUnavailable
+    from booking_core.ports import DatabaseUnavailable
 
     with socket.socket() as sock:  # a port that was free a moment ago: nothing answers there
         sock.bind(("127.0.0.1", 0))
@@ -283,7 +283,7 @@ def test_make_reconcile_repairs_drift_in_the_running_stacks_model_and_reports_it
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     # THEN each is counted and repaired
-    assert report["records"] == {"missing": 1, "stale": 1, "orphan": 0}
+    assert report["rows"] == {"missing": 1, "stale": 1, "orphan": 0}
     assert report["members"] == {"missing": 0, "stale": 0, "orphan": 1}
     assert api.get("/v1/listings/40").body["title"] != "Drifted"
     assert api.get("/v1/users/23").status == 200

@@ -11,12 +11,13 @@ import uuid
 import pytest
 
 from booking_core import config
-from booking_core.adapters.change_log import MySqlChangeLog
-from booking_core.adapters.mysql import connect, drop_database, migrate
-from booking_core.adapters.read_model import RedisReadModel
+from booking_core.adapters.mysql import connect
+from booking_core.adapters.mysql_change_log import MySqlChangeLog
+from booking_core.adapters.redis_read_model import RedisReadModel
 from booking_core.domain import read_model as rm
 from booking_core.services import replication
-from infra.seed import seed
+from infra.demo_data import load_demo_data
+from infra.migrate import drop_database, migrate
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.integration
 def settings():
     settings = dataclasses.replace(config.mysql_settings(), database=config.mysql_settings().database + "_repl")
     migrate(settings)
-    seed(settings)
+    load_demo_data(settings)
     yield settings
     drop_database(settings)
 
@@ -184,14 +185,14 @@ def test_reconcile_restores_a_deleted_model_exactly_and_leaves_the_decision_stor
     redis_client.hset(f"{prefix}req:some-key", mapping={"status": "pending"})
     before = dump(redis_client, prefix)
     model_keys = [k for k in before if rm.is_model_key(k)]
-    records = sum(1 for k in model_keys if rm.is_record_key(k))
+    row_hashes = sum(1 for k in model_keys if rm.is_row_key(k))
     members = sum(len(before[k][1]) for k in model_keys if rm.is_index_key(k))
     redis_client.delete(*[prefix + k for k in model_keys])
 
     report = replication.reconcile(change_log, model)
 
     assert dump(redis_client, prefix) == before
-    assert report["records"] == {"missing": records, "stale": 0, "orphan": 0}
+    assert report["rows"] == {"missing": row_hashes, "stale": 0, "orphan": 0}
     assert report["members"] == {"missing": members, "stale": 0, "orphan": 0}
     assert redis_client.hget(f"{prefix}req:some-key", "status") == "pending"
 
@@ -210,7 +211,7 @@ def test_reconcile_repairs_and_counts_a_wrong_field_a_stray_member_and_a_missing
 
     report = replication.reconcile(change_log, model)
 
-    assert report["records"] == {"missing": 1, "stale": 1, "orphan": 1}
+    assert report["rows"] == {"missing": 1, "stale": 1, "orphan": 1}
     assert report["members"] == {"missing": 0, "stale": 0, "orphan": 2}
     assert dump(redis_client, prefix) == before
     assert replication.reconcile(change_log, model)["repaired"] == 0

@@ -156,7 +156,7 @@ def test_a_request_the_api_cannot_publish_is_queued_then_redriven_to_one_confirm
 # ---- payment_fn meets a transient failure ---------------------------------------------------------------
 
 def test_a_provider_outage_queues_the_request_and_the_retry_run_confirms_it_once_the_provider_recovers(http):
-    from booking_core.adapters.payments import set_sandbox_outage
+    from infra.local.faults import set_sandbox_outage
 
     key = new_key("outage")
     set_sandbox_outage(bootstrap.connections(), True)

@@ -5,8 +5,8 @@ import copy
 import datetime as dt
 from contextlib import contextmanager
 
-from booking_core.adapters.change_log import Change
-from booking_core.domain.read_model import FIELDS, HASH, LOADED_MARKER, OCCUPYING_STATUSES, ZSET, record_key
+from booking_core.domain.read_model import FIELDS, HASH, LOADED_MARKER, OCCUPYING_STATUSES, ZSET, row_key
+from booking_core.ports import Change
 
 TS = dt.datetime(2026, 11, 25, 9, 0, 0)
 
@@ -83,7 +83,7 @@ class FakeReadModel:
     def stored(self, keys):
         found = {}
         for entity, entity_id in keys:
-            kind, value = self.keys.get(record_key(entity, entity_id), (None, None))
+            kind, value = self.keys.get(row_key(entity, entity_id), (None, None))
             found[(entity, entity_id)] = dict(value) if kind == HASH and value else None
         return found
 

@@ -5,8 +5,9 @@ import email.policy
 
 import pytest
 
-from booking_core.adapters.mail import DisabledMailer, OutboxFolderMailer, SesMailer, build_mailer
-from booking_core.services.mail import Email, OutboxEmail, confirmation_email, send_pending_emails
+from booking_core.adapters.mailers import DisabledMailer, OutboxFolderMailer, SesMailer, build_mailer
+from booking_core.domain.emails import Email, OutboxEmail, confirmation_email
+from booking_core.services.emails import send_pending_emails
 from tests.fakes import FakeOutbox
 from tests.support import moto_ses
 

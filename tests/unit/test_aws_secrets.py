@@ -5,8 +5,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from booking_core import config
-from booking_core.adapters import secrets
+from booking_core.adapters import aws_secrets as secrets
+from booking_core.adapters.mysql import mysql_settings
 
 RDS_SECRET = {"engine": "mysql", "host": "db.internal.example", "port": 3307, "username": "booking_app",
               "password": "s3cr3t", "dbname": "booking_prod"}
@@ -29,7 +29,7 @@ def test_a_configured_secret_arn_supplies_host_port_user_password_and_database(s
     monkeypatch.setenv("DB_SECRET_ARN", secret_arn)
     monkeypatch.setenv("MYSQL_USER", "root")
 
-    settings = config.mysql_settings()
+    settings = mysql_settings()
 
     assert (settings.host, settings.port, settings.user, settings.password, settings.database) == (
         "db.internal.example", 3307, "booking_app", "s3cr3t", "booking_prod")
@@ -40,7 +40,7 @@ def test_without_a_secret_arn_the_settings_come_from_the_environment(monkeypatch
     monkeypatch.setenv("MYSQL_HOST", "10.0.0.5")
     monkeypatch.setenv("MYSQL_PASSWORD", "from-env")
 
-    settings = config.mysql_settings()
+    settings = mysql_settings()
 
     assert (settings.host, settings.password) == ("10.0.0.5", "from-env")
 

@@ -1,12 +1,11 @@
 import datetime as dt
 
-from booking_core.adapters.payments import InMemorySandboxProvider
 from booking_core.domain import messages, model
 from booking_core.domain.model import RequestBooking
 from booking_core.kafka_event import build_event
 from booking_core.services.decide import decide_booking
-from booking_core.services.records import process_booking_requests
-from tests.fakes import FakeBookingRepository, FakePublisher
+from booking_core.services.kafka_batches import process_booking_requests
+from tests.fakes import FakeBookingRepository, FakePublisher, InMemorySandboxProvider
 
 
 def request(token="tok_visa", listing_id=7, check_in=dt.date(2030, 1, 10), nights=3, guests=2, user_id=1):

@@ -1,6 +1,7 @@
 import pytest
 
-from booking_core.adapters.kafka import BrokerUnavailable, KafkaPublisher
+from booking_core.adapters.kafka import KafkaPublisher
+from booking_core.ports import BrokerUnavailable
 
 
 class FakeFuture:

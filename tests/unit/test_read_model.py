@@ -5,7 +5,7 @@ import datetime as dt
 
 import pytest
 
-from booking_core import views
+from booking_core.domain import queries
 from booking_core.domain import read_model as rm
 from booking_core.domain.model import ValidationError
 
@@ -17,7 +17,7 @@ LISTING = {"id": 7, "host_id": 2, "title": "Loft", "city": "Lisbon", "max_guests
 def test_a_row_round_trips_through_its_hash_with_ints_as_ints_and_active_as_a_bool():
     stored = rm.encode_row("listings", LISTING)
     assert all(isinstance(v, str) for v in stored.values())
-    decoded = rm.decode_record("listings", stored)
+    decoded = rm.decode_row("listings", stored)
     assert decoded["id"] == 7 and decoded["max_guests"] == 4 and decoded["nightly_price_cents"] == 9000
     assert decoded["active"] is True
     assert decoded["updated_at"] == "2026-01-02T03:04:05.000006"
@@ -28,7 +28,7 @@ def test_a_null_column_is_left_out_of_the_hash_and_read_back_as_none():
                "provider": "sandbox", "provider_ref": None, "status": "declined"}
     stored = rm.encode_row("payments", payment)
     assert "provider_ref" not in stored
-    assert rm.decode_record("payments", stored)["provider_ref"] is None
+    assert rm.decode_row("payments", stored)["provider_ref"] is None
 
 
 def test_an_active_listing_is_in_the_price_and_city_indexes_and_an_inactive_one_in_none():
@@ -47,7 +47,7 @@ def test_changing_a_listings_city_moves_it_between_city_indexes():
     old = rm.encode_row("listings", LISTING)
     new = rm.encode_row("listings", LISTING | {"city": "Porto"})
     plan = rm.Plan()
-    rm.plan_record(plan, "listings", 7, old, new)
+    rm.plan_row(plan, "listings", 7, old, new)
     assert ("zrem", "listings:city:lisbon", rm.listing_member(7)) in plan.ops
     assert ("zadd", "listings:city:porto", rm.listing_member(7), 9000.0) in plan.ops
     assert ("hset", "listing:7", new) in plan.ops
@@ -55,7 +55,7 @@ def test_changing_a_listings_city_moves_it_between_city_indexes():
 
 def test_a_deleted_row_removes_its_hash_and_every_membership():
     plan = rm.Plan()
-    rm.plan_record(plan, "listings", 7, rm.encode_row("listings", LISTING), None)
+    rm.plan_row(plan, "listings", 7, rm.encode_row("listings", LISTING), None)
     assert plan.ops[0] == ("delete", "listing:7")
     assert {op[1] for op in plan.ops if op[0] == "zrem"} == {"listings:by_price", "listings:city:lisbon"}
     assert not [op for op in plan.ops if op[0] in ("zadd", "hset")]
@@ -87,21 +87,21 @@ def test_repair_counts_a_missing_a_stale_and_an_orphan_record_and_member():
     actual = {k: (t, dict(v)) for k, (t, v) in wanted.items()}
     del actual["user:1"]  # missing record
     actual["listing:7"][1]["title"] = "wrong"  # stale record
-    actual["booking:99"] = (rm.HASH, {"id": "99"})  # orphan record
+    actual["booking:99"] = (rm.HASH, {"id": "99"})  # orphan row hash
     actual["listings:by_price"][1]["00000000000000000042"] = 1.0  # orphan member
     actual["listings:city:lisbon"][1][rm.listing_member(7)] = 1.0  # stale member
     actual["listing:7:nights"] = (rm.HASH, {"2030-01-01": "3"})  # orphan member in an orphan key
     plan, report = rm.plan_repair(wanted, actual)
-    assert report.to_dict() == {"records": {"missing": 1, "stale": 1, "orphan": 1},
+    assert report.to_dict() == {"rows": {"missing": 1, "stale": 1, "orphan": 1},
                                 "members": {"missing": 0, "stale": 1, "orphan": 2}, "repaired": 6}
     plan2, report2 = rm.plan_repair(wanted, wanted)
     assert report2.total == 0 and plan2.ops == []
 
 
 def test_search_parameters_are_parsed_with_their_defaults():
-    search = views.parse_listing_search({"city": " Lisbon ", "guests": "2", "check_in": "2030-03-01",
+    search = queries.parse_listing_search({"city": " Lisbon ", "guests": "2", "check_in": "2030-03-01",
                                          "check_out": "2030-03-04"})
-    assert search.city == "Lisbon" and search.guests == 2 and search.limit == views.DEFAULT_LIMIT
+    assert search.city == "Lisbon" and search.guests == 2 and search.limit == queries.DEFAULT_LIMIT
     assert search.stay == (dt.date(2030, 3, 1), dt.date(2030, 3, 4)) and search.after is None
 
 
@@ -120,13 +120,13 @@ def test_search_parameters_are_parsed_with_their_defaults():
 ])
 def test_a_bad_search_parameter_is_named_in_the_error(params, field):
     with pytest.raises(ValidationError) as caught:
-        views.parse_listing_search(params)
+        queries.parse_listing_search(params)
     assert field in caught.value.errors
 
 
 def test_a_path_id_must_be_a_positive_integer():
-    assert views.positive_id("12", "listing_id") == 12
+    assert queries.positive_id("12", "listing_id") == 12
     for bad in ("0", "-3", "abc", "1e3", " 4"):
         with pytest.raises(ValidationError) as caught:
-            views.positive_id(bad, "listing_id")
+            queries.positive_id(bad, "listing_id")
         assert "listing_id" in caught.value.errors

@@ -141,7 +141,7 @@ def test_reconcile_of_an_empty_model_loads_everything_and_equals_replication(db,
     replicated = FakeReadModel()
     replication.apply_batch(db, replicated)
     report = replication.reconcile(db, redis)
-    assert report["records"] == {"missing": 4, "stale": 0, "orphan": 0}
+    assert report["rows"] == {"missing": 4, "stale": 0, "orphan": 0}
     assert redis.snapshot() == replicated.snapshot()
     assert replication.reconcile(db, redis)["repaired"] == 0
 
@@ -153,13 +153,13 @@ def test_reconcile_repairs_and_counts_injected_drift(db, redis):
     redis.keys["listings:by_price"][1]["00000000000000000099"] = 1.0
     del redis.keys["user:1"]
     report = replication.reconcile(db, redis)
-    assert report["records"] == {"missing": 1, "stale": 1, "orphan": 0}
+    assert report["rows"] == {"missing": 1, "stale": 1, "orphan": 0}
     assert report["members"] == {"missing": 0, "stale": 0, "orphan": 1}
     assert replication.reconcile(db, redis)["repaired"] == 0
 
 
 def test_ensure_loaded_loads_only_when_the_model_is_empty(db, redis):
-    assert replication.ensure_loaded(db, redis)["records"]["missing"] == 2
+    assert replication.ensure_loaded(db, redis)["rows"]["missing"] == 2
     assert replication.ensure_loaded(db, redis) is None
 
 
@@ -255,7 +255,7 @@ def test_the_handler_runs_once_and_reconcile_on_the_adapters_it_is_given(wired, 
     assert result["applied"] == 3 and db.log == []  # the full load leaves the log; re-applying it is harmless
     assert redis.keys["booking:1"][1]["status"] == "confirmed"
     redis.keys["booking:1"][1]["status"] = "stale"
-    assert app.handler({"mode": "reconcile"}, None)["records"]["stale"] == 1
+    assert app.handler({"mode": "reconcile"}, None)["rows"]["stale"] == 1
 
 
 def test_a_damaged_stored_hash_does_not_block_replication_and_reconcile_cleans_up_after_it(db, redis):

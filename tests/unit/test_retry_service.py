@@ -5,10 +5,9 @@ import datetime as dt
 
 import pytest
 
-from booking_core.adapters.kafka import BrokerUnavailable
 from booking_core.domain import messages
 from booking_core.domain.model import Decision, RequestBooking
-from booking_core.services.retry import (
+from booking_core.domain.retries import (
     EXPIRE,
     GIVE_UP,
     MAX_DELAY_S,
@@ -17,8 +16,9 @@ from booking_core.services.retry import (
     RetryRow,
     backoff_delay_s,
     plan_step,
-    redrive_due_requests,
 )
+from booking_core.ports import BrokerUnavailable
+from booking_core.services.retry import redrive_due_requests
 from tests.conftest import load_event
 from tests.fakes import FakeOutbox, FakePublisher
 
@@ -74,7 +74,7 @@ class FakeRetryStore:
         self.decisions[key] = decision
         return decision
 
-    def close(self, key):
+    def mark_succeeded(self, key):
         self.rows[key].update(status="succeeded", last_error=None)
 
     def count_waiting(self):

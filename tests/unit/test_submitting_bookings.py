@@ -2,9 +2,9 @@ import datetime as dt
 
 import pytest
 
-from booking_core.adapters.kafka import BrokerUnavailable
 from booking_core.domain import model
 from booking_core.domain.model import Decision, RequestBooking
+from booking_core.ports import BrokerUnavailable
 from booking_core.services.submit import IdempotencyKeyReused, submit_booking, valid_booking_key
 from tests.fakes import FakePublisher, FakeRetryTable
 
@@ -23,7 +23,7 @@ class FakeDecisionStore:
         self.entries[key] = (fingerprint, Decision(key, model.PENDING))
         return True, fingerprint, None
 
-    def record(self, decision):
+    def save(self, decision):
         fingerprint, _ = self.entries.get(decision.booking_key, ("", None))
         self.entries[decision.booking_key] = (fingerprint, decision)
         return True
@@ -46,7 +46,7 @@ def test_the_key_is_claimed_before_the_request_is_published():
     class CheckingPublisher(FakePublisher):
         def publish(self, topic, key, value, correlation_id=None, timeout_s=None):
             assert key in store.entries, "published before the key was in the decision store"
-            store.record(Decision(key, model.CONFIRMED, booking_id=1))
+            store.save(Decision(key, model.CONFIRMED, booking_id=1))
 
     result = submit(store, CheckingPublisher(), retries, key="abc")
     assert result.decision.status == model.CONFIRMED
@@ -69,7 +69,7 @@ def test_a_broker_outage_parks_the_request_and_answers_queued():
 def test_the_same_key_and_body_get_the_same_answer_without_publishing_again():
     store, publisher = FakeDecisionStore(), FakePublisher()
     store.claim("k", REQ.fingerprint())
-    store.record(Decision("k", model.CONFIRMED, booking_id=5))
+    store.save(Decision("k", model.CONFIRMED, booking_id=5))
     result = submit(store, publisher, FakeRetryTable(), key="k")
     assert result.decision.booking_id == 5 and publisher.sent == []
 

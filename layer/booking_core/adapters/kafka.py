@@ -11,12 +11,9 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.net.sasl.oauth import AbstractTokenProvider
 
 from booking_core import config
+from booking_core.ports import BrokerUnavailable
 
 log = logging.getLogger(__name__)
-
-
-class BrokerUnavailable(RuntimeError):
-    """The broker did not answer or acknowledge in time."""
 
 
 class MskIamTokenProvider(AbstractTokenProvider):

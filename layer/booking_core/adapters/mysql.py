@@ -1,22 +1,29 @@
-"""MySQL connections (pymysql) and the schema migrator."""
+"""MySQL connections (pymysql): settings with the AWS secret applied, per-thread connections, transactions."""
 from __future__ import annotations
 
-import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pymysql
 import pymysql.cursors
 
-from booking_core.config import MySqlSettings, mysql_settings
+from booking_core import config
+from booking_core.config import MySqlSettings
+from booking_core.ports import DatabaseUnavailable
 
 OUTAGE_ERRORS = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
 
 
-class DatabaseUnavailable(RuntimeError):
-    """MySQL could not be reached: callers let it propagate so Lambda retries the batch."""
+def mysql_settings() -> MySqlSettings:
+    """The MYSQL_* settings, with host, port, user, password (and database) from DB_SECRET_ARN when it is set."""
+    settings = config.mysql_settings()
+    secret_arn = config.db_secret_arn()
+    if secret_arn:
+        from booking_core.adapters.aws_secrets import apply_db_secret
+
+        settings = apply_db_secret(settings, secret_arn)
+    return settings
 
 
 def connect(settings: MySqlSettings | None = None, database: bool = True, autocommit: bool = False):
@@ -36,7 +43,7 @@ def connect(settings: MySqlSettings | None = None, database: bool = True, autoco
 class ConnectionHolder:
     """One lazily opened connection per thread, reused across warm invocations, reopened after a failure."""
 
-    def __init__(self, settings_factory=mysql_settings):
+    def __init__(self, settings_factory: Callable[[], MySqlSettings] = mysql_settings):
         self._settings_factory = settings_factory
         self._local = threading.local()
 
@@ -81,77 +88,3 @@ def guarded(conn, on_broken, commit: bool = True):
         except OUTAGE_ERRORS:
             on_broken()
         raise
-
-
-MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "infra" / "migrations"
-
-
-def split_sql(text: str) -> list[str]:
-    """Split a migration into statements, honouring `DELIMITER` lines like the mysql client does."""
-    statements, buf, delimiter = [], [], ";"
-    for line in text.splitlines():
-        stripped = line.strip()
-        match = re.match(r"(?i)^DELIMITER\s+(\S+)\s*$", stripped)
-        if match:
-            delimiter = match.group(1)
-            continue
-        if not buf and (not stripped or stripped.startswith("--")):
-            continue
-        buf.append(line)
-        if stripped.endswith(delimiter):
-            statement = "\n".join(buf).rstrip()[: -len(delimiter)].strip()
-            if statement:
-                statements.append(statement)
-            buf = []
-    tail = "\n".join(buf).strip()
-    if tail:
-        statements.append(tail)
-    return statements
-
-
-def migrate(settings: MySqlSettings | None = None, directory: Path | None = None) -> list[str]:
-    """Create the database if needed and apply pending migration files in name order; return those applied.
-
-    Each file is recorded in schema_migrations, so running this twice changes nothing the second time.
-    GET_LOCK serialises concurrent migrators (two stacks starting at once).
-    """
-    s = settings or mysql_settings()
-    directory = directory or MIGRATIONS_DIR
-    server = connect(s, database=False, autocommit=True)
-    try:
-        with server.cursor() as cur:
-            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{s.database}` CHARACTER SET utf8mb4")
-    finally:
-        server.close()
-    conn = connect(s, autocommit=True)
-    applied: list[str] = []
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT GET_LOCK(%s, 30) AS got", (f"migrate:{s.database}",))
-            cur.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " version VARCHAR(255) NOT NULL PRIMARY KEY,"
-                " applied_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))"
-            )
-            cur.execute("SELECT version FROM schema_migrations")
-            done = {row["version"] for row in cur.fetchall()}
-            for path in sorted(directory.glob("*.sql")):
-                if path.name in done:
-                    continue
-                for statement in split_sql(path.read_text()):
-                    cur.execute(statement)
-                cur.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (path.name,))
-                applied.append(path.name)
-            cur.execute("SELECT RELEASE_LOCK(%s)", (f"migrate:{s.database}",))
-    finally:
-        conn.close()
-    return applied
-
-
-def drop_database(settings: MySqlSettings) -> None:
-    server = connect(settings, database=False, autocommit=True)
-    try:
-        with server.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{settings.database}`")
-    finally:
-        server.close()

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from booking_core.adapters.mysql import ConnectionHolder
 from booking_core.adapters.mysql_decisions import decoded, insert_decision
+from booking_core.adapters.mysql_email_outbox import enqueue_confirmation_email
 from booking_core.adapters.mysql_retries import close_retry, upsert_retry
 from booking_core.domain import model
-from booking_core.domain.model import Decision, RequestBooking
-from booking_core.services.ports import Hold
+from booking_core.domain.model import Decision, Hold, ListingTerms, RequestBooking
 
 HELD, CONFIRMED, RELEASED = "held", "confirmed", "released"
 # Bookings in these states occupy their nights.
@@ -61,25 +61,17 @@ class MySqlBookingRepository:
                 return Hold(existing_id, found["existing_user_id"], found["existing_amount"],
                             found["existing_currency"])
 
-            reason = None
-            if model.stay_has_begun(request):
-                reason, detail = model.CHECK_IN_PASSED, f"check_in {request.check_in} has passed"
-            elif found["user_found"] is None:
-                reason, detail = model.UNKNOWN_USER, f"user {request.user_id} does not exist"
-            elif listing is None:
-                reason, detail = model.UNKNOWN_LISTING, f"listing {request.listing_id} does not exist"
-            elif not listing["active"]:
-                reason, detail = model.LISTING_INACTIVE, f"listing {request.listing_id} is not bookable"
-            elif request.guests > listing["max_guests"]:
-                reason, detail = model.TOO_MANY_GUESTS, f"listing takes at most {listing['max_guests']} guests"
-            elif found["overlapping_id"] is not None:
-                reason, detail = model.UNAVAILABLE, "the listing is already booked for some of those nights"
-            if reason is not None:
-                return _store_final(cur, Decision.rejected(booking_key, reason, detail), fingerprint)
+            terms = None if listing is None else ListingTerms(
+                bool(listing["active"]), listing["max_guests"], listing["nightly_price_cents"], listing["currency"])
+            refused = model.refusal(request, terms, user_exists=found["user_found"] is not None,
+                                    overlaps_a_booking=found["overlapping_id"] is not None)
+            if refused is not None:
+                return _store_final(cur, Decision.rejected(booking_key, refused.reason, refused.detail), fingerprint)
+            assert terms is not None  # refusal() answers a missing listing
 
-            amount = model.stay_amount_cents(listing["nightly_price_cents"], request.nights)
+            amount = model.stay_amount_cents(terms.nightly_price_cents, request.nights)
             values = (request.user_id, request.listing_id, request.check_in, request.check_out, request.guests,
-                      amount, listing["currency"])
+                      amount, terms.currency)
             if existing_id:  # released earlier (parked after a transient failure) and now re-driven
                 cur.execute(
                     "UPDATE bookings SET user_id=%s, listing_id=%s, check_in=%s, check_out=%s, guests=%s,"
@@ -94,7 +86,7 @@ class MySqlBookingRepository:
                     (booking_key, *values),
                 )
                 booking_id = cur.lastrowid
-            return Hold(booking_id, request.user_id, amount, listing["currency"])
+            return Hold(booking_id, request.user_id, amount, terms.currency)
 
     def _record_payment(self, cur, booking_key, hold: Hold, provider, provider_ref, status) -> int:
         cur.execute(
@@ -107,9 +99,6 @@ class MySqlBookingRepository:
         return cur.lastrowid
 
     def confirm(self, booking_key, request, hold, provider, provider_ref) -> Decision:
-        # Imported here so this method's change stays within the method (the module is shared work).
-        from booking_core.adapters.mysql_email_outbox import enqueue_confirmation_email
-
         with self._connections.transaction() as cur:
             cur.execute("UPDATE bookings SET status='confirmed' WHERE id=%s", (hold.booking_id,))
             payment_id = self._record_payment(cur, booking_key, hold, provider, provider_ref, "captured")

@@ -11,9 +11,8 @@ import uuid
 from collections.abc import Iterable
 
 from booking_core.adapters.mysql import ConnectionHolder
-from booking_core.domain.model import RequestBooking
-from booking_core.services.mail import Email, OutboxEmail, SendOutcome, confirmation_email
-from booking_core.services.ports import Hold
+from booking_core.domain.emails import Email, OutboxEmail, SendOutcome, confirmation_email
+from booking_core.domain.model import Hold, RequestBooking
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +74,8 @@ class MySqlEmailOutbox:
         return [OutboxEmail(r["id"], r["booking_id"], r["booking_key"], Email(r["recipient"], r["subject"], r["body"]),
                             r["attempts"], token) for r in rows]
 
-    def record(self, outcomes: list[SendOutcome], max_attempts: int) -> set[int]:
-        """Record every outcome in one transaction (one commit per batch of emails, not one per email)."""
+    def save_outcomes(self, outcomes: list[SendOutcome], max_attempts: int) -> set[int]:
+        """Save every outcome in one transaction (one commit per batch of emails, not one per email)."""
         sent = [(o.message_id, o.item.id, o.item.claim_token) for o in outcomes if o.error is None]
         given_up = {o.item.id for o in outcomes if o.error is not None and o.item.attempts + 1 >= max_attempts}
         failed = [("failed" if o.item.id in given_up else "pending", o.error[:2000], o.item.id, o.item.claim_token)
@@ -91,11 +90,3 @@ class MySqlEmailOutbox:
                     "UPDATE email_outbox SET status=%s, attempts=attempts+1, last_error=%s, claimed_by=NULL"
                     " WHERE id=%s AND claimed_by=%s", failed)
         return given_up
-
-    def status_of(self, booking_id: int) -> dict | None:
-        """The outbox row of a booking (status, attempts, last_error, recipient, subject, body), or None."""
-        with self._connections.transaction() as cur:
-            cur.execute("SELECT status, attempts, last_error, recipient, subject, body, message_id"
-                        " FROM email_outbox WHERE booking_id=%s", (booking_id,))
-            return cur.fetchone()
-

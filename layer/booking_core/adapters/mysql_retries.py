@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from booking_core.adapters.mysql import ConnectionHolder
 from booking_core.adapters.mysql_decisions import decoded, insert_decision
 from booking_core.domain.model import Decision, RequestBooking, ValidationError, parse_booking_request
-from booking_core.services.retry import GIVE_UP, RetryRow, Step
+from booking_core.domain.retries import GIVE_UP, RetryRow, Step
 
 # Python hands over UTC times; TIMESTAMP columns are read and written in the session's time zone.
 _FROM_UTC = "CONVERT_TZ(%s, '+00:00', @@session.time_zone)"
@@ -58,7 +58,7 @@ def _retry_row(row: dict) -> RetryRow:
 
 
 class MySqlRetryStore:
-    """retry_fn's side of booking_retries (booking_core.services.retry.RetryStore)."""
+    """retry_fn's side of booking_retries (the RetryStore port)."""
 
     def __init__(self, connections: ConnectionHolder):
         self._connections = connections
@@ -129,7 +129,7 @@ class MySqlRetryStore:
                 return None
             return insert_decision(cur, decision, request.fingerprint())
 
-    def close(self, booking_key: str) -> None:
+    def mark_succeeded(self, booking_key: str) -> None:
         with self._connections.transaction() as cur:
             close_retry(cur, booking_key)
 

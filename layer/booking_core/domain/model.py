@@ -159,6 +159,51 @@ def stay_amount_cents(nightly_price_cents: int, nights: int) -> int:
     return nightly_price_cents * nights
 
 
+@dataclass(frozen=True)
+class ListingTerms:
+    """What the booking rules need to know of a listing (read under the listing's lock)."""
+
+    active: bool
+    max_guests: int
+    nightly_price_cents: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: str
+    detail: str
+
+
+def refusal(request: RequestBooking, listing: ListingTerms | None, user_exists: bool, overlaps_a_booking: bool,
+            today: dt.date | None = None) -> Refusal | None:
+    """Why a request cannot be held, or None when its dates can be held. The one home of the refusal rules:
+    the repository reads the facts under the listing lock and asks this; the order decides which reason wins."""
+    if stay_has_begun(request, today):
+        return Refusal(CHECK_IN_PASSED, f"check_in {request.check_in} has passed")
+    if not user_exists:
+        return Refusal(UNKNOWN_USER, f"user {request.user_id} does not exist")
+    if listing is None:
+        return Refusal(UNKNOWN_LISTING, f"listing {request.listing_id} does not exist")
+    if not listing.active:
+        return Refusal(LISTING_INACTIVE, f"listing {request.listing_id} is not bookable")
+    if request.guests > listing.max_guests:
+        return Refusal(TOO_MANY_GUESTS, f"listing takes at most {listing.max_guests} guests")
+    if overlaps_a_booking:
+        return Refusal(UNAVAILABLE, "the listing is already booked for some of those nights")
+    return None
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Dates held for a booking while its payment runs."""
+
+    booking_id: int
+    user_id: int
+    amount_cents: int
+    currency: str
+
+
 @dataclass
 class Decision:
     """Event: the outcome of one booking request, keyed by its booking_key."""

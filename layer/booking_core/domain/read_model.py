@@ -37,20 +37,20 @@ FIELDS: dict[str, dict[str, str]] = {
                  "created_at": TIMESTAMP, "updated_at": TIMESTAMP},
 }
 ENTITIES = tuple(FIELDS)
-RECORD_NAMES = {"users": "user", "listings": "listing", "bookings": "booking", "payments": "payment"}
-ENTITY_OF_RECORD = {name: entity for entity, name in RECORD_NAMES.items()}
+KEY_NAMES = {"users": "user", "listings": "listing", "bookings": "booking", "payments": "payment"}
+ENTITY_OF_KEY_NAME = {name: entity for entity, name in KEY_NAMES.items()}
 
 HASH, ZSET = "hash", "zset"
 PRICE_INDEX = "listings:by_price"
 LOADED_MARKER = "replication:loaded"
 
-_RECORD_KEY = re.compile(r"^(user|listing|booking|payment):(\d+)$")
+_ROW_KEY = re.compile(r"^(user|listing|booking|payment):(\d+)$")
 _INDEX_KEY = re.compile(r"^(listings:by_price|listings:city:.*|listing:\d+:nights|user:\d+:(bookings|payments))$")
 
 
-def record_key(entity: str, entity_id: int) -> str:
+def row_key(entity: str, entity_id: int) -> str:
     """The hash of one row: `listing:7`."""
-    return f"{RECORD_NAMES[entity]}:{entity_id}"
+    return f"{KEY_NAMES[entity]}:{entity_id}"
 
 
 def city_index(city: str) -> str:
@@ -78,9 +78,9 @@ def listing_member(listing_id: int) -> str:
     return f"{int(listing_id):020d}"
 
 
-def is_record_key(key: str) -> bool:
+def is_row_key(key: str) -> bool:
     """Row hashes: repaired whole."""
-    return _RECORD_KEY.match(key) is not None
+    return _ROW_KEY.match(key) is not None
 
 
 def is_index_key(key: str) -> bool:
@@ -95,7 +95,7 @@ def index_type(key: str) -> str:
 
 def is_model_key(key: str) -> bool:
     """Keys the replicator owns. Anything else under the prefix (the decision store's req:/wake:) is not ours."""
-    return is_record_key(key) or is_index_key(key)
+    return is_row_key(key) or is_index_key(key)
 
 
 # -- rows <-> hashes ---------------------------------------------------------------------------------------
@@ -115,7 +115,7 @@ def encode_row(entity: str, row: dict) -> dict[str, str]:
     return {name: _encode_value(row[name]) for name in FIELDS[entity] if row.get(name) is not None}
 
 
-def decode_record(entity: str, stored: dict[str, str]) -> dict:
+def decode_row(entity: str, stored: dict[str, str]) -> dict:
     """A Redis hash back to typed values (ints as ints, active as a bool; dates stay ISO strings)."""
     decoded = {}
     for name, kind in FIELDS[entity].items():
@@ -132,7 +132,7 @@ def decode_record(entity: str, stored: dict[str, str]) -> dict:
 
 
 def memberships(entity: str, stored: dict[str, str] | None) -> dict[tuple[str, str], float]:
-    """Every sorted-set membership a record's hash implies: (zset key, member) -> score.
+    """Every sorted-set membership a row's hash implies: (zset key, member) -> score.
 
     A damaged hash (a field missing or not a number) implies none, rather than failing the batch forever;
     reconcile removes whatever members it left behind.
@@ -223,9 +223,9 @@ class Plan:
         return len(self.ops)
 
 
-def plan_record(plan: Plan, entity: str, entity_id: int, old: dict[str, str] | None, new: dict[str, str] | None):
-    """Write a record's whole Redis form: its hash, plus memberships moved from what `old` implied to `new`'s."""
-    key = record_key(entity, entity_id)
+def plan_row(plan: Plan, entity: str, entity_id: int, old: dict[str, str] | None, new: dict[str, str] | None):
+    """Write a row's whole Redis form: its hash, plus memberships moved from what `old` implied to `new`'s."""
+    key = row_key(entity, entity_id)
     if new is None:
         plan.delete(key)
     elif new != old:
@@ -253,7 +253,7 @@ def full_model(rows_by_entity: dict[str, list[dict]], occupying_bookings) -> dic
     for entity, rows in rows_by_entity.items():
         for row in rows:
             stored = encode_row(entity, row)
-            model[record_key(entity, row["id"])] = (HASH, stored)
+            model[row_key(entity, row["id"])] = (HASH, stored)
             for (zset_key, member), score in memberships(entity, stored).items():
                 model.setdefault(zset_key, (ZSET, {}))[1][member] = score
     by_listing: dict[int, list] = {}
@@ -266,25 +266,25 @@ def full_model(rows_by_entity: dict[str, list[dict]], occupying_bookings) -> dic
 
 @dataclass
 class RepairReport:
-    """What reconcile found and fixed. Records are whole hashes; members are sorted-set members or nights."""
+    """What reconcile found and fixed. Rows are whole hashes; members are sorted-set members or nights."""
 
-    records_missing: int = 0
-    records_stale: int = 0
-    records_orphan: int = 0
+    rows_missing: int = 0
+    rows_stale: int = 0
+    rows_orphan: int = 0
     members_missing: int = 0
     members_stale: int = 0
     members_orphan: int = 0
 
     def to_dict(self) -> dict:
         return {
-            "records": {"missing": self.records_missing, "stale": self.records_stale, "orphan": self.records_orphan},
+            "rows": {"missing": self.rows_missing, "stale": self.rows_stale, "orphan": self.rows_orphan},
             "members": {"missing": self.members_missing, "stale": self.members_stale, "orphan": self.members_orphan},
             "repaired": self.total,
         }
 
     @property
     def total(self) -> int:
-        return (self.records_missing + self.records_stale + self.records_orphan + self.members_missing
+        return (self.rows_missing + self.rows_stale + self.rows_orphan + self.members_missing
                 + self.members_stale + self.members_orphan)
 
 
@@ -294,15 +294,15 @@ def plan_repair(wanted: dict[str, tuple[str, dict]], actual: dict[str, tuple[str
     for key in sorted(wanted.keys() | actual.keys()):
         want_type, want = wanted.get(key, (None, None))
         have_type, have = actual.get(key, (None, None))
-        if is_record_key(key):
+        if is_row_key(key):
             if want is None:
-                report.records_orphan += 1
+                report.rows_orphan += 1
                 plan.delete(key)
             elif have is None:
-                report.records_missing += 1
+                report.rows_missing += 1
                 plan.replace_hash(key, want)
             elif have_type != want_type or have != want:
-                report.records_stale += 1
+                report.rows_stale += 1
                 plan.replace_hash(key, want)
             continue
         kind = index_type(key)

@@ -4,9 +4,8 @@ from __future__ import annotations
 import logging
 import time
 
-from booking_core.adapters.payments import PaymentProvider, TransientPaymentError
-from booking_core.domain.model import Decision, RequestBooking
-from booking_core.services.ports import BookingRepository, Hold
+from booking_core.domain.model import Decision, Hold, RequestBooking
+from booking_core.ports import BookingRepository, ChargeResult, PaymentProvider, TransientPaymentError
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +33,7 @@ def decide_booking(
     hold: Hold = held
 
     last_error = ""
+    result: ChargeResult
     for attempt in range(quick_retries + 1):
         try:
             result = payments.charge(booking_key, hold.amount_cents, hold.currency, request.payment_token)

@@ -1,11 +1,7 @@
 """MySQL → Redis replication: apply the change log, tail it, and reconcile the whole read model.
 
-Dependencies come in as arguments (cosmicpython style), so unit tests pass fakes:
-- `change_log`: `exclusive(wait_s)`, `claim(limit)`, `has_pending()`, `rows(entity, ids)`,
-  `occupying_bookings(listing_id, start, end)`, `snapshot()`, `all_rows(entity)`, `all_occupying_bookings()`
-  (adapters.change_log.MySqlChangeLog);
-- `read_model`: `stored(keys)`, `execute(plan)`, `snapshot()`, `is_loaded()`, `mark_loaded()`
-  (adapters.read_model.RedisReadModel).
+Dependencies come in as arguments (cosmicpython style), typed by the ports `ChangeLog` (MySQL: the change log
+and the rows it names) and `ReadModel` (Redis), so unit tests pass fakes.
 
 Every change is applied by re-reading the entity's current row, so applying a change twice, or changes out
 of order, leaves the same Redis contents.
@@ -24,9 +20,10 @@ from booking_core.domain.read_model import (
     encode_row,
     full_model,
     plan_nights,
-    plan_record,
     plan_repair,
+    plan_row,
 )
+from booking_core.ports import Change, ChangeLog, ReadModel
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +48,7 @@ def _merge_spans(spans):
     return merged
 
 
-def plan_changes(changes, change_log, read_model) -> Plan:
+def plan_changes(changes: list[Change], change_log: ChangeLog, read_model: ReadModel) -> Plan:
     """The Redis writes that bring every entity named by `changes` to its current MySQL state.
 
     Old memberships come from the hash stored in Redis (what was written last), new ones from the row; a
@@ -68,7 +65,7 @@ def plan_changes(changes, change_log, read_model) -> Plan:
     spans: dict[int, list] = {}
     for entity, entity_id in keys:
         before, after = old.get((entity, entity_id)), current.get((entity, entity_id))
-        plan_record(plan, entity, entity_id, before, after)
+        plan_row(plan, entity, entity_id, before, after)
         if entity == "bookings":
             for span in (booking_span(before), booking_span(after)):
                 if span is not None:
@@ -79,7 +76,7 @@ def plan_changes(changes, change_log, read_model) -> Plan:
     return plan
 
 
-def apply_batch(change_log, read_model, batch_size: int = BATCH_SIZE) -> int | None:
+def apply_batch(change_log: ChangeLog, read_model: ReadModel, batch_size: int = BATCH_SIZE) -> int | None:
     """Claim, apply and delete one batch of change rows under the replication lock.
 
     Returns how many change rows were applied, or None when another replicator holds the lock.
@@ -94,7 +91,7 @@ def apply_batch(change_log, read_model, batch_size: int = BATCH_SIZE) -> int | N
         return len(changes)
 
 
-def drain(change_log, read_model, batch_size: int = BATCH_SIZE) -> dict:
+def drain(change_log: ChangeLog, read_model: ReadModel, batch_size: int = BATCH_SIZE) -> dict:
     """Apply batches until the change log has nothing committed left (mode `once`)."""
     applied = batches = 0
     while True:
@@ -106,7 +103,8 @@ def drain(change_log, read_model, batch_size: int = BATCH_SIZE) -> dict:
         applied, batches = applied + n, batches + 1
 
 
-def reconcile(change_log, read_model, wait_s: float = RECONCILE_LOCK_WAIT_S, clock=time.monotonic) -> dict:
+def reconcile(change_log: ChangeLog, read_model: ReadModel, wait_s: float = RECONCILE_LOCK_WAIT_S,
+              clock: Callable[[], float] = time.monotonic) -> dict:
     """Compare the whole read model with MySQL and repair it; report what was missing, stale and orphan.
 
     Runs under the replication lock, from one consistent MySQL snapshot. Changes committed meanwhile stay in
@@ -123,11 +121,11 @@ def reconcile(change_log, read_model, wait_s: float = RECONCILE_LOCK_WAIT_S, clo
         plan, report = plan_repair(wanted, read_model.snapshot())
         read_model.execute(plan)
         read_model.mark_loaded()
-    return {"mode": "reconcile", **report.to_dict(), "rows": {e: len(r) for e, r in rows.items()},
+    return {"mode": "reconcile", **report.to_dict(), "scanned": {e: len(r) for e, r in rows.items()},
             "keys": len(wanted), "seconds": round(clock() - started, 3)}
 
 
-def ensure_loaded(change_log, read_model) -> dict | None:
+def ensure_loaded(change_log: ChangeLog, read_model: ReadModel) -> dict | None:
     """Full load when the read model is empty (first start, or Redis restarted); the report, or None if loaded."""
     if read_model.is_loaded():
         return None
@@ -136,9 +134,9 @@ def ensure_loaded(change_log, read_model) -> dict | None:
     return report
 
 
-def tail(change_log, read_model, run_s: float, stop: Callable[[], bool] = lambda: False,
+def tail(change_log: ChangeLog, read_model: ReadModel, run_s: float, stop: Callable[[], bool] = lambda: False,
          idle_s: float = IDLE_POLL_S, batch_size: int = BATCH_SIZE,
-         clock=time.monotonic, sleep=time.sleep) -> dict:
+         clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> dict:
     """Apply changes as they commit for `run_s` seconds (0: until `stop()` says so). Never raises on an outage:
     it logs, pauses and carries on, so a MySQL or Redis restart only delays replication."""
     deadline = clock() + run_s if run_s > 0 else None

@@ -18,68 +18,18 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
 
-from booking_core.adapters.kafka import BrokerUnavailable
 from booking_core.domain import messages, model
-from booking_core.domain.model import Decision, RequestBooking
+from booking_core.domain.model import Decision
+from booking_core.domain.retries import EXPIRE, GIVE_UP, RetryRow, Step, plan_step
 from booking_core.logs import correlated
+from booking_core.ports import BrokerUnavailable, Publisher, RetryStore
 
 log = logging.getLogger(__name__)
 
-REDRIVE, EXPIRE, GIVE_UP = "redrive", "expire", "give_up"
 CHECK_IN_PASSED = model.CHECK_IN_PASSED
 RETRIES_EXHAUSTED = model.RETRIES_EXHAUSTED
-
-# An in_flight row is a lease: it must not come due again before payment_fn has had time to decide it, or a
-# second run would re-publish it. Longer than any run's clock skew plus a decision.
-MIN_DELAY_S = 30.0
-# Below the nightly schedule's interval, so a row with many attempts is still tried every night.
-MAX_DELAY_S = 12 * 3600.0
 CLAIM_BATCH = 50
-
-
-@dataclass(frozen=True)
-class RetryRow:
-    """One booking_retries row as the store read it; `request` is None when request_json is unreadable."""
-
-    booking_key: str
-    request: RequestBooking | None
-    reason: str
-    attempts: int
-    status: str
-    last_error: str | None = None
-
-
-@dataclass(frozen=True)
-class Step:
-    """What the run does with a due row, and when the row comes due again if it is re-driven."""
-
-    action: str
-    next_attempt_at: dt.datetime | None = None
-
-
-class RetryStore(Protocol):
-    def claim_due(self, now: dt.datetime, limit: int, plan: Callable[[RetryRow], Step],
-                  booking_keys: Iterable[str] | None = None) -> list[tuple[RetryRow, Step]]:
-        """In one short transaction: lock up to `limit` due rows no other run holds (SKIP LOCKED), apply
-        `plan` to each (GIVE_UP → dead; otherwise in_flight, attempts + 1, next_attempt_at) and return them."""
-
-    def publish_failed(self, booking_key: str, error: str) -> None:
-        """A re-publish failed: the row is pending again with the error (the attempt counts)."""
-
-    def give_back(self, booking_key: str, error: str, now: dt.datetime) -> None:
-        """A claimed row that was not tried: pending again, due at `now`, the attempt not counted."""
-
-    def store_rejection(self, booking_key: str, request: RequestBooking, decision: Decision) -> Decision | None:
-        """Store `decision` as the key's final decision unless payment_fn holds a booking for the key
-        (then None: it is being decided, re-drive it). Returns the key's stored final decision."""
-
-    def close(self, booking_key: str) -> None:
-        """The key's final decision is published: the row is `succeeded`."""
-
-    def count_waiting(self) -> int:
-        """Rows still pending or in flight after this run."""
 
 
 @dataclass
@@ -96,28 +46,9 @@ class RetrySummary:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
-def backoff_delay_s(attempt: int, base_delay_s: float) -> float:
-    """Delay before attempt `attempt` + 1 may start: base, 2×base, 4×base, ... within [MIN_DELAY_S, MAX_DELAY_S]."""
-    delay = base_delay_s * 2 ** max(attempt - 1, 0)
-    return min(max(delay, MIN_DELAY_S), MAX_DELAY_S)
-
-
-def plan_step(row: RetryRow, now: dt.datetime, today: dt.date, max_attempts: int, base_delay_s: float) -> Step:
-    """The rule for one due row: expire a stay that has begun, give up after max_attempts, else re-drive."""
-    lease_until = now + dt.timedelta(seconds=backoff_delay_s(row.attempts + 1, base_delay_s))
-    if row.request is None:
-        return Step(GIVE_UP)
-    if row.request.check_in < today:
-        # Checked before the attempt limit: the client gets a final answer rather than `queued` for ever.
-        return Step(EXPIRE, lease_until)
-    if row.attempts >= max_attempts:
-        return Step(GIVE_UP)
-    return Step(REDRIVE, lease_until)
-
-
 def redrive_due_requests(
     retries: RetryStore,
-    publisher,
+    publisher: Publisher,
     requests_topic: str,
     max_attempts: int,
     base_delay_s: float,
@@ -163,7 +94,7 @@ def redrive_due_requests(
     return summary.to_dict()
 
 
-def _handle(row: RetryRow, step: Step, retries: RetryStore, publisher, requests_topic: str,
+def _handle(row: RetryRow, step: Step, retries: RetryStore, publisher: Publisher, requests_topic: str,
             summary: RetrySummary) -> None:
     if step.action == GIVE_UP:
         summary.dead += 1
@@ -189,7 +120,7 @@ def _handle(row: RetryRow, step: Step, retries: RetryStore, publisher, requests_
     # the one writer of booking-decisions, and this function needs to write only booking-requests.
     attempt = _resend(row, publisher, requests_topic)
     if stored is not None:
-        retries.close(row.booking_key)
+        retries.mark_succeeded(row.booking_key)
         summary.expired += 1
         log.info("rejected: the stay has begun", extra={"booking_key": row.booking_key, "status": stored.status})
         return
@@ -197,7 +128,7 @@ def _handle(row: RetryRow, step: Step, retries: RetryStore, publisher, requests_
     log.info("re-published", extra={"booking_key": row.booking_key, "attempt": attempt, "reason": row.reason})
 
 
-def _resend(row: RetryRow, publisher, requests_topic: str) -> int:
+def _resend(row: RetryRow, publisher: Publisher, requests_topic: str) -> int:
     """Re-publish the row's request with its key and the next attempt number (waits for the broker's ack)."""
     attempt = row.attempts + 1
     publisher.publish(requests_topic, row.booking_key,

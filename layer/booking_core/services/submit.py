@@ -1,14 +1,14 @@
-"""Read-API side of the booking flow: submit a request and wait (bounded) for its decision."""
+"""The booking API's use case: submit a booking request and wait (bounded) for its decision."""
 from __future__ import annotations
 
 import logging
 import uuid
 from dataclasses import dataclass
 
-from booking_core.adapters.kafka import BrokerUnavailable
 from booking_core.domain import messages, model
 from booking_core.domain.model import Decision, RequestBooking
 from booking_core.logs import correlated
+from booking_core.ports import BrokerUnavailable, DecisionStore, Publisher, RetryTable
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,9 @@ def valid_booking_key(value: str | None) -> str | None:
     return value
 
 
-def submit_booking(request: RequestBooking, idempotency_key: str | None, store, publisher, retry_table,
-                   requests_topic: str, timeout_s: float) -> Submission:
+def submit_booking(request: RequestBooking, idempotency_key: str | None, store: DecisionStore,
+                   publisher: Publisher, retry_table: RetryTable, requests_topic: str,
+                   timeout_s: float) -> Submission:
     """Claim the key in the decision store, publish the request, wait for the decision.
 
     The key is marked pending *before* publishing, so the decision cannot arrive before anyone looks for it.
@@ -47,7 +48,8 @@ def submit_booking(request: RequestBooking, idempotency_key: str | None, store, 
         return _submit(booking_key, request, store, publisher, retry_table, requests_topic, timeout_s)
 
 
-def _submit(booking_key, request, store, publisher, retry_table, requests_topic, timeout_s) -> Submission:
+def _submit(booking_key: str, request: RequestBooking, store: DecisionStore, publisher: Publisher,
+            retry_table: RetryTable, requests_topic: str, timeout_s: float) -> Submission:
     created, stored_hash, stored = store.claim(booking_key, request.fingerprint())
     if not created:
         if stored_hash != request.fingerprint():
@@ -64,12 +66,12 @@ def _submit(booking_key, request, store, publisher, retry_table, requests_topic,
         log.error("publish failed; request parked for retry", extra={"error": str(exc)})
         retry_table.park_request(booking_key, request, PUBLISH_FAILED, str(exc))
         queued = Decision(booking_key, model.QUEUED, reason=PUBLISH_FAILED)
-        store.record(queued)
+        store.save(queued)
         return Submission(queued, booking_key)
 
     return _wait(store, booking_key, timeout_s, known_pending=True)
 
 
-def _wait(store, booking_key: str, timeout_s: float, known_pending: bool) -> Submission:
+def _wait(store: DecisionStore, booking_key: str, timeout_s: float, known_pending: bool) -> Submission:
     decision = store.wait_decided(booking_key, timeout_s, known_pending=known_pending)
     return Submission(decision or Decision(booking_key, model.PENDING), booking_key)

@@ -9,30 +9,28 @@ from __future__ import annotations
 import base64
 import logging
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from booking_core.adapters.kafka import BrokerUnavailable
-from booking_core.adapters.mysql import DatabaseUnavailable
 from booking_core.domain import messages, model
-from booking_core.domain.model import Decision, ValidationError
+from booking_core.domain.model import Decision, RequestBooking, ValidationError
 from booking_core.kafka_event import KafkaRecord, parse_record, raw_records
 from booking_core.logs import correlated
+from booking_core.ports import OUTAGES, BookingRepository, DecisionStore, PaymentProvider, Publisher
 from booking_core.services.decide import decide_booking
 
 log = logging.getLogger(__name__)
 
-OUTAGES = (DatabaseUnavailable, BrokerUnavailable)
-
 
 @dataclass
 class BatchSummary:
-    counts: Counter = field(default_factory=Counter)
+    counts: Counter[str] = field(default_factory=Counter)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, int]:
         return dict(self.counts)
 
 
-def _records(event: dict, summary: BatchSummary):
+def _records(event: dict, summary: BatchSummary) -> Iterator[KafkaRecord]:
     for raw in raw_records(event):
         try:
             yield parse_record(raw)
@@ -48,8 +46,10 @@ def _log_unkeyed(record: KafkaRecord, errors: dict, summary: BatchSummary) -> No
         "value_b64": base64.b64encode(record.value or b"").decode()[:2000]})
 
 
-def process_booking_requests(event: dict, repo, payments, publisher, decisions_topic: str,
-                             quick_retries: int = 2, on_confirmed=None) -> dict:
+def process_booking_requests(event: dict, repo: BookingRepository, payments: PaymentProvider,
+                             publisher: Publisher, decisions_topic: str, quick_retries: int = 2,
+                             on_confirmed: Callable[[Decision, RequestBooking], None] | None = None,
+                             ) -> dict[str, int]:
     """payment_fn's batch: decide each request and publish its decision with the request's key."""
     summary = BatchSummary()
     for record in _records(event, summary):
@@ -84,7 +84,7 @@ def process_booking_requests(event: dict, repo, payments, publisher, decisions_t
     return summary.to_dict()
 
 
-def process_decisions(event: dict, store) -> dict:
+def process_decisions(event: dict, store: DecisionStore) -> dict[str, int]:
     """Decisions listener's batch: store each decision (TTL) and wake whoever waits for its key."""
     summary = BatchSummary()
     for record in _records(event, summary):
@@ -98,6 +98,6 @@ def process_decisions(event: dict, store) -> dict:
                 log.error("decision key mismatch; stored under the record key",
                           extra={"position": record.position, "value_key": decision.booking_key})
                 decision.booking_key = record.key
-            stored = store.record(decision)
+            stored = store.save(decision)
             summary.counts["stored" if stored else "kept_final"] += 1
     return summary.to_dict()

@@ -25,7 +25,7 @@ def demo_listings() -> list[tuple]:
     return rows
 
 
-def seed(settings=None) -> dict[str, int]:
+def load_demo_data(settings=None) -> dict[str, int]:
     """Insert the demo rows that are missing; return how many users and listings the tables hold."""
     conn = connect(settings, autocommit=True)
     try:

@@ -17,10 +17,6 @@ _cache: dict[str, tuple[float, dict]] = {}
 _lock = threading.Lock()
 
 
-def _ttl_s() -> float:
-    return float(config._env("SECRET_CACHE_TTL_S", "300"))
-
-
 def _fetch(secret_arn: str) -> dict:
     import boto3
 
@@ -38,7 +34,7 @@ def db_secret(secret_arn: str) -> dict:
     """The secret's JSON, fetched on first use and cached for SECRET_CACHE_TTL_S."""
     with _lock:
         cached = _cache.get(secret_arn)
-        if cached is not None and time.monotonic() - cached[0] < _ttl_s():
+        if cached is not None and time.monotonic() - cached[0] < config.secret_cache_ttl_s():
             return cached[1]
         value = _fetch(secret_arn)
         _cache[secret_arn] = (time.monotonic(), value)

@@ -1,4 +1,4 @@
-"""Payment provider adapters. The default sandbox follows Stripe's test tokens.
+"""The sandbox payment provider: follows Stripe's test tokens, its ledger in MySQL.
 
 tok_visa, tok_mastercard → succeeded; tok_chargeDeclined, tok_insufficientFunds → declined;
 tok_processingError → TransientPaymentError (retryable). Any other token is declined as invalid.
@@ -7,40 +7,16 @@ Charges are idempotent by key: the same key returns the first result and never c
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from typing import Protocol
 
-SUCCEEDED = "succeeded"
-DECLINED = "declined"
+from booking_core.ports import DECLINED, SUCCEEDED, ChargeResult, TransientPaymentError
 
 SUCCEEDING_TOKENS = frozenset({"tok_visa", "tok_mastercard", "tok_amex"})
 DECLINING_TOKENS = frozenset({"tok_chargeDeclined", "tok_insufficientFunds"})
 TRANSIENT_TOKENS = frozenset({"tok_processingError"})
 
 
-class TransientPaymentError(RuntimeError):
-    """The provider failed in a way that may succeed later (processing error, timeout, outage)."""
-
-
-@dataclass(frozen=True)
-class ChargeResult:
-    status: str  # succeeded | declined
-    provider_ref: str
-    decline_code: str | None = None
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status == SUCCEEDED
-
-
-class PaymentProvider(Protocol):
-    name: str
-
-    def charge(self, idempotency_key: str, amount_cents: int, currency: str, token: str) -> ChargeResult: ...
-
-
 def sandbox_outcome(token: str, idempotency_key: str) -> ChargeResult:
-    """What the sandbox answers for a token (pure rule, shared by the fake and the MySQL-backed sandbox)."""
+    """What the sandbox answers for a token (pure rule, shared by the MySQL-backed sandbox and the tests' fake)."""
     ref = "ch_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
     if token in TRANSIENT_TOKENS:
         raise TransientPaymentError("processing_error: the provider could not process the charge")
@@ -50,27 +26,6 @@ def sandbox_outcome(token: str, idempotency_key: str) -> ChargeResult:
         code = "insufficient_funds" if token == "tok_insufficientFunds" else "card_declined"
         return ChargeResult(DECLINED, ref, code)
     return ChargeResult(DECLINED, ref, "invalid_token")
-
-
-class InMemorySandboxProvider:
-    """Sandbox with an in-process ledger: for unit tests and the seed-design baseline."""
-
-    name = "sandbox"
-
-    def __init__(self):
-        self.ledger: dict[str, ChargeResult] = {}
-        self.calls = 0
-        self.outage = False
-
-    def charge(self, idempotency_key, amount_cents, currency, token) -> ChargeResult:
-        self.calls += 1
-        if idempotency_key in self.ledger:
-            return self.ledger[idempotency_key]
-        if self.outage:
-            raise TransientPaymentError("provider_unavailable")
-        result = sandbox_outcome(token, idempotency_key)
-        self.ledger[idempotency_key] = result
-        return result
 
 
 class MySqlSandboxProvider:
@@ -101,8 +56,3 @@ class MySqlSandboxProvider:
                 (idempotency_key, amount_cents, currency, token, result.status, result.provider_ref),
             )
         return result
-
-
-def set_sandbox_outage(connections, on: bool) -> None:
-    with connections.transaction() as cur:
-        cur.execute("UPDATE sandbox_state SET outage=%s WHERE id=1", (1 if on else 0,))

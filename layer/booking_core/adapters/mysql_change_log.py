@@ -8,20 +8,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
-from booking_core.adapters.mysql import connect, guarded
-from booking_core.config import MySqlSettings, mysql_settings
+from booking_core.adapters.mysql import connect, guarded, mysql_settings
+from booking_core.config import MySqlSettings
 from booking_core.domain.read_model import FIELDS, OCCUPYING_STATUSES
-
-
-@dataclass(frozen=True)
-class Change:
-    """One change-log row: something happened to entity `entity` (a table name) with primary key entity_id."""
-
-    id: int
-    entity: str
-    entity_id: int
+from booking_core.ports import Change
 
 
 class MySqlChangeLog:

@@ -17,7 +17,7 @@ from booking_core.domain.model import PENDING, Decision
 
 # A final decision (confirmed/rejected) is never replaced by a non-final one (pending/queued), so a late
 # "queued" message cannot hide the answer; then wake the waiters.
-_RECORD = """
+_SAVE = """
 local current = redis.call('HGET', KEYS[1], 'status')
 local incoming_final = ARGV[3] == '1'
 if (current == 'confirmed' or current == 'rejected') and not incoming_final then
@@ -84,10 +84,10 @@ class RedisDecisionStore(PrefixedRedis):
         _, stored_hash, decision_json = reply
         return False, stored_hash, _decoded(decision_json)
 
-    def record(self, decision: Decision) -> bool:
+    def save(self, decision: Decision) -> bool:
         """Store a decision and wake its waiters; False when a final decision was already there."""
         entry, wake = self._keys(decision.booking_key)
-        return bool(self._script(_RECORD)(
+        return bool(self._script(_SAVE)(
             keys=[entry, wake],
             args=[decision.status, json.dumps(decision.to_dict()), "1" if decision.is_final else "0",
                   self.ttl_s, WAKE_TTL_S],

@@ -1,14 +1,14 @@
-"""The Redis side of replication: reads stored records and applies plans under the key prefix."""
+"""The Redis side of replication: reads stored row hashes and applies plans under the key prefix."""
 from __future__ import annotations
 
 from booking_core.adapters.redis_client import PrefixedRedis
-from booking_core.domain.read_model import HASH, LOADED_MARKER, ZSET, Plan, is_model_key, record_key
+from booking_core.domain.read_model import HASH, LOADED_MARKER, ZSET, Plan, is_model_key, row_key
 
 SCAN_BATCH = 1000
 
 
 class RedisReadModel(PrefixedRedis):
-    """Writes each plan in one MULTI/EXEC, so a reader never sees a record without its memberships."""
+    """Writes each plan in one MULTI/EXEC, so a reader never sees a row hash without its memberships."""
 
     def stored(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], dict[str, str] | None]:
         """The hash currently stored for each (entity, id); None where there is none."""
@@ -16,7 +16,7 @@ class RedisReadModel(PrefixedRedis):
             return {}
         pipe = self.redis.pipeline(transaction=False)
         for entity, entity_id in keys:
-            pipe.hgetall(self.prefix + record_key(entity, entity_id))
+            pipe.hgetall(self.prefix + row_key(entity, entity_id))
         return {key: (found or None) for key, found in zip(keys, pipe.execute(), strict=True)}
 
     def execute(self, plan: Plan) -> None:

@@ -1,0 +1,60 @@
+"""Confirmation emails as values: what an email says, and what the outbox hands to a sender."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Email:
+    recipient: str
+    subject: str
+    body: str
+
+
+@dataclass(frozen=True)
+class OutboxEmail:
+    """A queued email claimed for sending."""
+
+    id: int
+    booking_id: int
+    booking_key: str
+    email: Email
+    attempts: int
+    claim_token: str = ""
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What happened to one claimed email: a message id, or the error of a failed attempt."""
+
+    item: OutboxEmail
+    message_id: str | None = None
+    error: str | None = None
+
+
+def format_amount(amount_cents: int, currency: str) -> str:
+    return f"{amount_cents // 100:,}.{amount_cents % 100:02d} {currency}"
+
+
+def confirmation_email(*, booking_id: int, booking_key: str, recipient: str, guest_name: str, listing_title: str,
+                       city: str, check_in: dt.date, check_out: dt.date, guests: int, amount_cents: int,
+                       currency: str) -> Email:
+    """The email a user receives when their booking is confirmed."""
+    nights = (check_out - check_in).days
+    subject = f"Booking #{booking_id} confirmed: {listing_title}"
+    body = "\n".join([
+        f"Hello {guest_name or 'there'},",
+        "",
+        f"your booking #{booking_id} is confirmed.",
+        "",
+        f"  Listing:    {listing_title} ({city})",
+        f"  Check-in:   {check_in.isoformat()}",
+        f"  Check-out:  {check_out.isoformat()} ({nights} night{'s' if nights != 1 else ''})",
+        f"  Guests:     {guests}",
+        f"  Amount:     {format_amount(amount_cents, currency)} (charged)",
+        f"  Reference:  {booking_key}",
+        "",
+        "Have a good stay!",
+    ])
+    return Email(recipient=recipient, subject=subject, body=body + "\n")

@@ -1,0 +1,227 @@
+"""Ports: what the services need from the outside world, as typed Protocols, and the errors those raise.
+
+Services import this module and the domain, never an adapter; adapters implement these Protocols (and raise these
+errors), never importing a service. `bootstrap` wires one to the other; tests pass fakes.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from booking_core.domain.emails import Email, OutboxEmail, SendOutcome
+from booking_core.domain.model import Decision, Hold, RequestBooking
+from booking_core.domain.read_model import Plan
+from booking_core.domain.retries import RetryRow, Step
+
+# -- errors -------------------------------------------------------------------------------------------------
+
+
+class DatabaseUnavailable(RuntimeError):
+    """MySQL could not be reached: callers let it propagate so Lambda retries the batch."""
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker did not answer or acknowledge in time."""
+
+
+class TransientPaymentError(RuntimeError):
+    """The provider failed in a way that may succeed later (processing error, timeout, outage)."""
+
+
+class NotFound(LookupError):
+    """No such row in the read model; the message says which."""
+
+
+# Failures that mean "try again later", not "this request is bad": a batch meeting one is retried whole.
+OUTAGES: tuple[type[Exception], ...] = (DatabaseUnavailable, BrokerUnavailable)
+
+
+# -- payments -----------------------------------------------------------------------------------------------
+
+SUCCEEDED = "succeeded"
+DECLINED = "declined"
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    status: str  # succeeded | declined
+    provider_ref: str
+    decline_code: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == SUCCEEDED
+
+
+class PaymentProvider(Protocol):
+    name: str
+
+    def charge(self, idempotency_key: str, amount_cents: int, currency: str, token: str) -> ChargeResult:
+        """Charge once per idempotency key (a repeat returns the first result); TransientPaymentError if the
+        provider could not decide."""
+        ...
+
+
+# -- the write side -----------------------------------------------------------------------------------------
+
+
+class BookingRepository(Protocol):
+    def hold(self, booking_key: str, request: RequestBooking) -> Hold | Decision:
+        """Under a lock on the listing: the key's stored final Decision if it has one; else hold the dates
+        (→ Hold, also the existing hold of a redelivered request) or refuse (→ a newly stored final Decision)."""
+        ...
+
+    def confirm(self, booking_key: str, request: RequestBooking, hold: Hold, provider: str,
+                provider_ref: str) -> Decision:
+        """Mark the hold confirmed, record the captured payment and the decision, in one transaction."""
+        ...
+
+    def release_declined(self, booking_key: str, request: RequestBooking, hold: Hold, provider: str,
+                         provider_ref: str, decline_code: str | None) -> Decision:
+        """Release the hold, record the declined payment and the rejection, in one transaction."""
+        ...
+
+    def park(self, booking_key: str, request: RequestBooking, hold: Hold | None, reason: str,
+             error: str) -> Decision:
+        """Release any hold and save the request in the retry table; returns a `queued` decision."""
+        ...
+
+
+class Publisher(Protocol):
+    def send(self, topic: str, key: str, value: bytes, correlation_id: str | None = None) -> Any:
+        """Queue a keyed record; `flush` then waits for it."""
+        ...
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait until every record sent so far is acknowledged; BrokerUnavailable if any was not."""
+        ...
+
+    def publish(self, topic: str, key: str, value: bytes, correlation_id: str | None = None,
+                timeout_s: float | None = None) -> None:
+        """Send one record and wait for its acknowledgement; BrokerUnavailable if it was not acknowledged."""
+        ...
+
+
+class DecisionStore(Protocol):
+    def claim(self, booking_key: str, request_hash: str) -> tuple[bool, str | None, Decision | None]:
+        """Mark the key pending if it is new. Returns (created, stored request_hash, stored decision)."""
+        ...
+
+    def save(self, decision: Decision) -> bool:
+        """Store a decision and wake its waiters; False when a final decision was already there."""
+        ...
+
+    def get(self, booking_key: str) -> Decision | None: ...
+
+    def wait_decided(self, booking_key: str, timeout_s: float, known_pending: bool = False) -> Decision | None:
+        """Block until the key leaves `pending` or timeout_s passes; return the latest state."""
+        ...
+
+
+class RetryTable(Protocol):
+    def park_request(self, booking_key: str, request: RequestBooking, reason: str, error: str) -> None: ...
+
+
+class RetryStore(Protocol):
+    def claim_due(self, now: dt.datetime, limit: int, plan: Callable[[RetryRow], Step],
+                  booking_keys: Iterable[str] | None = None) -> list[tuple[RetryRow, Step]]:
+        """In one short transaction: lock up to `limit` due rows no other run holds (SKIP LOCKED), apply
+        `plan` to each (GIVE_UP → dead; otherwise in_flight, attempts + 1, next_attempt_at) and return them."""
+        ...
+
+    def publish_failed(self, booking_key: str, error: str) -> None:
+        """A re-publish failed: the row is pending again with the error (the attempt counts)."""
+        ...
+
+    def give_back(self, booking_key: str, error: str, now: dt.datetime) -> None:
+        """A claimed row that was not tried: pending again, due at `now`, the attempt not counted."""
+        ...
+
+    def store_rejection(self, booking_key: str, request: RequestBooking, decision: Decision) -> Decision | None:
+        """Store `decision` as the key's final decision unless payment_fn holds a booking for the key
+        (then None: it is being decided, re-drive it). Returns the key's stored final decision."""
+        ...
+
+    def mark_succeeded(self, booking_key: str) -> None:
+        """The key's final decision is published: the row is `succeeded`."""
+        ...
+
+    def count_waiting(self) -> int:
+        """Rows still pending or in flight after this run."""
+        ...
+
+
+# -- email --------------------------------------------------------------------------------------------------
+
+
+class Mailer(Protocol):
+    enabled: bool
+
+    def send(self, email: Email) -> str:
+        """Send one email; return the transport's message id or raise."""
+        ...
+
+
+class EmailOutbox(Protocol):
+    def claim(self, booking_ids: Iterable[int] | None = None, limit: int = 100,
+              untouched_for_s: float | None = None) -> list[OutboxEmail]: ...
+
+    def save_outcomes(self, outcomes: list[SendOutcome], max_attempts: int) -> set[int]:
+        """Save every outcome (one transaction); return the ids of emails given up (max_attempts reached)."""
+        ...
+
+
+# -- the read side ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change-log row: something happened to entity `entity` (a table name) with primary key entity_id."""
+
+    id: int
+    entity: str
+    entity_id: int
+
+
+class ChangeLog(Protocol):
+    """The MySQL side of replication: the change log and the rows it names."""
+
+    def exclusive(self, wait_s: float = 0) -> AbstractContextManager[bool]:
+        """Hold the replication lock for the block; yields False when another replicator has it."""
+        ...
+
+    def claim(self, limit: int) -> AbstractContextManager[list[Change]]:
+        """Lock up to `limit` committed changes; deleted when the block returns, kept if it raises."""
+        ...
+
+    def has_pending(self) -> bool: ...
+
+    def rows(self, entity: str, ids: Iterable[int]) -> dict[int, dict]: ...
+
+    def occupying_bookings(self, listing_id: int, start: dt.date, end: dt.date) -> list[tuple[int, dt.date, dt.date]]:
+        ...
+
+    def snapshot(self) -> AbstractContextManager[ChangeLog]:
+        """One consistent view of every table for a full scan."""
+        ...
+
+    def all_rows(self, entity: str) -> list[dict]: ...
+
+    def all_occupying_bookings(self) -> list[tuple[int, int, dt.date, dt.date]]: ...
+
+
+class ReadModel(Protocol):
+    """The Redis side of replication."""
+
+    def stored(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], dict[str, str] | None]: ...
+
+    def execute(self, plan: Plan) -> None: ...
+
+    def snapshot(self) -> dict[str, tuple[str, dict]]: ...
+
+    def is_loaded(self) -> bool: ...
+
+    def mark_loaded(self) -> None: ...
