@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR):$(CURDIR)/layer
 
-.PHONY: run test up down status venv lint retry trigger invoke bench clean
+.PHONY: run test up down status venv lint retry trigger invoke bench clean migrate topics
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -28,8 +28,10 @@ down: venv
 status: venv
 	$(PY) -m infra.local.stack status
 
-lint: venv
+lint: venv  ## ruff, mypy, the import contracts, and the transformed SAM template through cfn-lint
 	$(PY) -m ruff check .
+	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m infra.sam_lint
 
 retry: venv  ## re-drive the retry table now against the running stack; prints the summary
@@ -43,6 +45,12 @@ invoke: venv  ## like `sam local invoke`: make invoke FN=PaymentFunction EVENT=i
 
 reconcile: venv  ## rebuild/verify the whole Redis read model from MySQL and report what was repaired
 	$(PY) -m replication_fn.reconcile
+
+migrate: venv  ## apply pending migrations to the database the environment names (MYSQL_*, or DB_SECRET_ARN)
+	$(PY) -m infra.migrate
+
+topics: venv  ## create the booking topics on the broker the environment names (KAFKA_BOOTSTRAP_SERVERS, KAFKA_AUTH)
+	$(PY) -m infra.topics
 
 bench: venv  ## benchmarks against a running stack (make up first); prints the table, writes bench/results/
 	$(PY) -m pip install -q -r bench/requirements.txt

@@ -23,7 +23,7 @@ REPLY_TIMEOUT_S = 5.0
 
 def bench_topics(run_id: str, partitions: int) -> tuple[str, str]:
     """Create this run's request and reply topics (partition count as the booking topics)."""
-    from booking_core.adapters.kafka import ensure_topics
+    from infra.topics import ensure_topics
 
     request_topic, reply_topic = f"bench-floor-{run_id}-req", f"bench-floor-{run_id}-rep"
     ensure_topics([request_topic, reply_topic], partitions)

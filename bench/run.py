@@ -386,7 +386,7 @@ def main() -> int:
                      "stack": {"api": f"http://{host}:{port}", "kafka": config.kafka_bootstrap_or_local(),
                                "mysql_database": config.mysql_settings().database,
                                "redis_prefix": config.redis_prefix(), "kafka_shards": kafka_shards()}}
-    from booking_core.adapters.kafka import ensure_topics
+    from infra.topics import ensure_topics
 
     partitions = ensure_topics()[config.requests_topic()]
     run_id = f"{int(time.time())}"

@@ -6,8 +6,10 @@ Deployed as the Lambda handler `app.app` for API Gateway REST proxy events (payl
 """
 import json
 import logging
+from typing import Any, cast
 
 from chalice import Chalice, Response
+from chalice.app import Request
 
 from booking_core import bootstrap, config, logs
 from booking_core.domain import model
@@ -39,8 +41,9 @@ def answer_outages_with_503(event, get_response):
                       headers={"Retry-After": "1"})
 
 
-def _error(status: int, error: str, message: str, fields: dict | None = None, headers=None) -> Response:
-    body = {"error": error, "message": message}
+def _error(status: int, error: str, message: str, fields: dict[str, str] | None = None,
+           headers: dict[str, str | list[str]] | None = None) -> Response:
+    body: dict[str, Any] = {"error": error, "message": message}
     if fields:
         body["fields"] = fields
     return Response(body=body, status_code=status, headers=headers or {})
@@ -51,12 +54,16 @@ def _decision_response(decision: model.Decision, status_code: int | None = None)
     status_url = STATUS_PATH.format(decision.booking_key)
     body["status_url"] = status_url
     code = status_code or model.http_status_for(decision)
-    headers = {"Location": status_url} if code == 202 else {}
+    headers: dict[str, str | list[str]] = {"Location": status_url} if code == 202 else {}
     return Response(body=body, status_code=code, headers=headers)
 
 
-def _json_body(max_bytes: int):
-    raw = app.current_request.raw_body or b""
+def _request() -> Request:
+    return cast(Request, app.current_request)  # set by Chalice before it calls a route
+
+
+def _json_body(max_bytes: int) -> object:
+    raw = _request().raw_body or b""
     if len(raw) > max_bytes:
         raise ValidationError({"body": f"must be at most {max_bytes} bytes"})
     try:
@@ -67,7 +74,7 @@ def _json_body(max_bytes: int):
 
 @app.route("/v1/bookings", methods=["POST"], content_types=["application/json", "text/plain"])
 def create_booking():
-    headers = app.current_request.headers
+    headers = _request().headers
     try:
         idempotency_key = valid_booking_key(headers.get("idempotency-key"))
         request = parse_booking_request(_json_body(config.max_body_bytes()))
@@ -113,8 +120,8 @@ def _read(view, *args):
         return _error(400, "invalid_request", "the request has invalid parameters", exc.errors)
 
 
-def _query() -> dict:
-    return app.current_request.query_params or {}
+def _query() -> dict[str, str]:
+    return dict(_request().query_params or {})
 
 
 @app.route("/v1/listings", methods=["GET"])

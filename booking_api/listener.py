@@ -6,5 +6,5 @@ from booking_core.services.kafka_batches import process_decisions
 logs.setup("decisions_listener")
 
 
-def handler(event, context):
+def handler(event: dict, context: object) -> dict:
     return process_decisions(event, store=bootstrap.decision_store())

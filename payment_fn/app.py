@@ -9,6 +9,7 @@ import logging
 import time
 
 from booking_core import bootstrap, config, logs
+from booking_core.domain.model import Decision, RequestBooking
 from booking_core.services.emails import send_pending_emails
 from booking_core.services.kafka_batches import process_booking_requests
 
@@ -24,8 +25,13 @@ RETRY_EVERY_S = 60
 _next_retry_pass = 0.0
 
 
-def handler(event, context):
-    confirmed_booking_ids = []
+def handler(event: dict, context: object) -> dict:
+    confirmed_booking_ids: list[int] = []
+
+    def remember(decision: Decision, request: RequestBooking) -> None:
+        if decision.booking_id is not None:
+            confirmed_booking_ids.append(decision.booking_id)
+
     summary = process_booking_requests(
         event,
         repo=bootstrap.booking_repository(),
@@ -33,7 +39,7 @@ def handler(event, context):
         publisher=bootstrap.publisher(),
         decisions_topic=config.decisions_topic(),
         quick_retries=config.payment_quick_retries(),
-        on_confirmed=lambda decision, request: confirmed_booking_ids.append(decision.booking_id),
+        on_confirmed=remember,
     )
     send_confirmation_emails(confirmed_booking_ids)
     return summary

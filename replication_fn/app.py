@@ -19,7 +19,8 @@ MODES = ("tail", "once", "reconcile")
 # Time left for the last batch and the reply after the tail stops, out of the invocation's timeout.
 TIMEOUT_MARGIN_S = 3.0
 
-def mode_of(event) -> str:
+
+def mode_of(event: object) -> str:
     """The mode an event asks for; EventBridge's scheduled-event shape (no `mode`) means tail."""
     mode = (event or {}).get("mode", "tail") if isinstance(event, dict) else "tail"
     if mode not in MODES:
@@ -27,18 +28,18 @@ def mode_of(event) -> str:
     return mode
 
 
-def run_seconds(context) -> float:
+def run_seconds(context: object) -> float:
     """How long this tail runs: REPLICATION_RUN_S, cut to finish before the invocation times out (0: no end)."""
     run_s = config.replication_run_s()
     if run_s <= 0:
-        return 0
+        return 0.0
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is not None:
         run_s = min(run_s, max(0.1, remaining() / 1000 - TIMEOUT_MARGIN_S))
     return run_s
 
 
-def handler(event, context):
+def handler(event: dict, context: object) -> dict:
     """Run one replication mode and return its summary (counts, and for reconcile what it repaired)."""
     mode = mode_of(event)
     change_log, read_model = bootstrap.change_log(), bootstrap.read_model()

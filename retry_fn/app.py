@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 RESERVE_MS = 30_000
 
 
-def handler(event, context):
+def handler(event: dict, context: object) -> dict:
     summary = redrive_due_requests(
         retries=bootstrap.retry_store(),
         publisher=bootstrap.publisher(),
@@ -42,7 +42,7 @@ def _send_pending_emails() -> dict:
         return {"error": repr(exc)}
 
 
-def booking_keys_in(event) -> list[str] | None:
+def booking_keys_in(event: object) -> list[str] | None:
     """The keys an on-demand event names, or None (every due row) for a scheduled event or `{}`."""
     keys = event.get("booking_keys") if isinstance(event, dict) else None
     if keys is None:

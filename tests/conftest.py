@@ -79,8 +79,8 @@ def redis_client():
 def kafka_broker():
     """A private embedded Tansu broker for this run, with the booking topics created."""
     from booking_core import config
-    from booking_core.adapters.kafka import ensure_topics
     from infra.local import services
+    from infra.topics import ensure_topics
 
     broker = services.start_tansu(config.kafka_port(), ROOT / ".local" / "logs" / f"tansu-test-{RUN_ID}.log")
     os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.details["bootstrap"]

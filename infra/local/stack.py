@@ -87,9 +87,9 @@ class Stack:
 
     # -- services --------------------------------------------------------------------------------
     def start_services(self) -> None:
-        from booking_core.adapters import kafka as kafka_adapter
         from infra.demo_data import load_demo_data
         from infra.migrate import migrate
+        from infra.topics import ensure_topics
 
         started = time.monotonic()
         kafka = services.ensure_kafka()
@@ -108,7 +108,7 @@ class Stack:
         redis_private = any(h.name == "redis" for h in self.services)
         applied = migrate()
         counts = load_demo_data()
-        topics = kafka_adapter.ensure_topics()
+        topics = ensure_topics()
         self.lines.append(f"mysql   {s.host}:{s.port}/{s.database} ({'private instance' if mysql_private else 'running'};"
                           f" {len(applied)} migrations applied; {counts['users']} users,"
                           f" {counts['listings']} listings)")

@@ -46,7 +46,7 @@ def _b64(data: str | None) -> bytes | None:
     return base64.b64decode(data)
 
 
-def _header_bytes(values) -> bytes:
+def _header_bytes(values: Iterable[int]) -> bytes:
     # Lambda sends header values as arrays of *signed* bytes (Java's byte type).
     return bytes((v + 256) % 256 for v in values)
 

@@ -7,7 +7,9 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
 from booking_core import config
 
@@ -44,7 +46,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def setup(function_name: str | None = None, stream=None) -> None:
+def setup(function_name: str | None = None, stream: TextIO | None = None) -> None:
     """Route the root logger to one JSON line per record on stdout (idempotent: safe on warm starts).
 
     `stream` (default stdout, where Lambda collects logs) lets a local `invoke` keep stdout for the result.
@@ -64,7 +66,7 @@ def setup(function_name: str | None = None, stream=None) -> None:
 
 
 @contextmanager
-def correlated(value: str | None):
+def correlated(value: str | None) -> Iterator[None]:
     token = correlation_id.set(value)
     try:
         yield

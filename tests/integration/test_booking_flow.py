@@ -207,8 +207,9 @@ def test_a_decision_slower_than_the_timeout_answers_202_then_the_status_shows_th
 
     from booking_api.app import app
     from booking_core import bootstrap
-    from booking_core.adapters.kafka import client_settings, ensure_topics
+    from booking_core.adapters.kafka import client_settings
     from booking_core.kafka_event import build_event
+    from infra.topics import ensure_topics
     from payment_fn.app import handler
 
     parked_topic = f"parked-{uuid.uuid4().hex[:8]}"

@@ -6,9 +6,10 @@ import uuid
 
 import pytest
 
-from booking_core.adapters.kafka import client_settings, ensure_topics
+from booking_core.adapters.kafka import client_settings
 from infra.local import template
 from infra.local.poller import KafkaPoller
+from infra.topics import ensure_topics
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration

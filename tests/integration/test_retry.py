@@ -104,8 +104,8 @@ def test_a_request_the_api_cannot_publish_is_queued_then_redriven_to_one_confirm
     from chalice.test import Client
 
     from booking_api.app import app
-    from booking_core.adapters.kafka import ensure_topics
     from infra.local import services
+    from infra.topics import ensure_topics
     from retry_fn.app import handler as retry_handler
 
     session_broker = os.environ["KAFKA_BOOTSTRAP_SERVERS"]

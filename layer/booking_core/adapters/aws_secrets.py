@@ -21,7 +21,8 @@ def _fetch(secret_arn: str) -> dict:
     import boto3
 
     client = boto3.client("secretsmanager", region_name=_region_of(secret_arn))
-    return json.loads(client.get_secret_value(SecretId=secret_arn)["SecretString"])
+    secret: dict = json.loads(client.get_secret_value(SecretId=secret_arn)["SecretString"])
+    return secret
 
 
 def _region_of(secret_arn: str) -> str:

@@ -1,14 +1,15 @@
-"""Kafka clients (kafka-python): connection settings, MSK IAM auth, the producer and topic admin."""
+"""Kafka clients (kafka-python): connection settings, MSK IAM auth and the producer."""
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
 
-from kafka import KafkaAdminClient, KafkaProducer
-from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
 from kafka.net.sasl.oauth import AbstractTokenProvider
+from kafka.producer.future import FutureRecordMetadata
 
 from booking_core import config
 from booking_core.ports import BrokerUnavailable
@@ -21,7 +22,7 @@ class MskIamTokenProvider(AbstractTokenProvider):
 
     REFRESH_MARGIN_S = 60
 
-    def __init__(self, region: str, signer=None):
+    def __init__(self, region: str, signer: Callable[[str], tuple[str, int]] | None = None):
         super().__init__()
         self._region = region
         self._signer = signer
@@ -96,14 +97,14 @@ class KafkaPublisher:
                     self._producer = self._factory()
         return self._producer
 
-    def send(self, topic: str, key: str, value: bytes, correlation_id: str | None = None):
+    def send(self, topic: str, key: str, value: bytes, correlation_id: str | None = None) -> FutureRecordMetadata:
         """Queue a record; returns a future. flush() then waits for it and raises if it was not written."""
         future = self._send(topic, key, value, correlation_id)
         with self._lock:
             self._unflushed.append(future)
         return future
 
-    def _send(self, topic: str, key: str, value: bytes, correlation_id: str | None):
+    def _send(self, topic: str, key: str, value: bytes, correlation_id: str | None) -> FutureRecordMetadata:
         headers = [("correlation_id", (correlation_id or key).encode())]
         try:
             return self._get().send(topic, key=key.encode(), value=value, headers=headers)
@@ -142,23 +143,3 @@ class KafkaPublisher:
         if self._producer is not None:
             self._producer.close(timeout=2)
             self._producer = None
-
-
-def ensure_topics(topics: list[str] | None = None, partitions: int | None = None) -> dict[str, int]:
-    """Create the booking topics if missing; return topic → partition count as the broker reports it."""
-    topics = topics or [config.requests_topic(), config.decisions_topic()]
-    partitions = partitions or config.topic_partitions()
-    try:
-        admin = KafkaAdminClient(**client_settings())
-    except KafkaError as exc:
-        raise BrokerUnavailable(f"cannot reach Kafka at {config.kafka_bootstrap_or_local()}: {exc}") from exc
-    try:
-        for topic in topics:
-            try:
-                admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-            except TopicAlreadyExistsError:
-                pass
-        described = admin.describe_topics(topics)
-        return {t.get("name") or t.get("topic"): len(t["partitions"]) for t in described}
-    finally:
-        admin.close()

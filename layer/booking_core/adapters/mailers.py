@@ -12,8 +12,11 @@ import uuid
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
+from typing import Any
 
 from booking_core import config
+from booking_core.domain.emails import Email
+from booking_core.ports import Mailer
 
 
 class SesMailer:
@@ -21,7 +24,7 @@ class SesMailer:
 
     enabled = True
 
-    def __init__(self, sender: str, region: str | None = None, client=None):
+    def __init__(self, sender: str, region: str | None = None, client: Any = None):
         self.sender = sender
         self.region = region or config.aws_region()
         self._client = client
@@ -39,7 +42,7 @@ class SesMailer:
                         connect_timeout=3, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"}))
         return self._client
 
-    def send(self, email) -> str:
+    def send(self, email: Email) -> str:
         response = self._ses().send_email(
             FromEmailAddress=self.sender,
             Destination={"ToAddresses": [email.recipient]},
@@ -48,7 +51,7 @@ class SesMailer:
                 "Body": {"Text": {"Data": email.body, "Charset": "UTF-8"}},
             }},
         )
-        return response["MessageId"]
+        return str(response["MessageId"])
 
 
 class OutboxFolderMailer:
@@ -60,7 +63,7 @@ class OutboxFolderMailer:
         self.sender = sender
         self.directory = Path(directory)
 
-    def send(self, email) -> str:
+    def send(self, email: Email) -> str:
         message = EmailMessage()
         message_id = make_msgid(domain="booking.local")
         message["Message-ID"] = message_id
@@ -83,11 +86,11 @@ class DisabledMailer:
 
     enabled = False
 
-    def send(self, email) -> str:
+    def send(self, email: Email) -> str:
         raise RuntimeError("mail is off (MAIL_MODE=off)")
 
 
-def build_mailer():
+def build_mailer() -> Mailer:
     """The mailer MAIL_MODE asks for."""
     mode = config.mail_mode()
     if mode == "ses":

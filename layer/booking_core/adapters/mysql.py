@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pymysql
 import pymysql.cursors
@@ -13,6 +14,8 @@ from booking_core.config import MySqlSettings
 from booking_core.ports import DatabaseUnavailable
 
 OUTAGE_ERRORS = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
+# A DictCursor: its rows are dicts of column values, typed by the SQL rather than by Python.
+Cursor = Any
 
 
 def mysql_settings() -> MySqlSettings:
@@ -26,7 +29,8 @@ def mysql_settings() -> MySqlSettings:
     return settings
 
 
-def connect(settings: MySqlSettings | None = None, database: bool = True, autocommit: bool = False):
+def connect(settings: MySqlSettings | None = None, database: bool = True,
+            autocommit: bool = False) -> pymysql.connections.Connection:
     s = settings or mysql_settings()
     try:
         return pymysql.connect(
@@ -64,7 +68,7 @@ class ConnectionHolder:
                 pass
 
     @contextmanager
-    def transaction(self) -> Iterator[pymysql.cursors.DictCursor]:
+    def transaction(self) -> Iterator[Cursor]:
         """A cursor in one transaction: commit on success, rollback on error; outages become DatabaseUnavailable."""
         conn = self.get()
         with guarded(conn, self.discard), conn.cursor() as cur:
@@ -72,7 +76,8 @@ class ConnectionHolder:
 
 
 @contextmanager
-def guarded(conn, on_broken, commit: bool = True):
+def guarded(conn: pymysql.connections.Connection, on_broken: Callable[[], None],
+            commit: bool = True) -> Iterator[pymysql.connections.Connection]:
     """Run a block on `conn`: commit (when asked) on success, roll back on error. An outage calls `on_broken`
     (drop the connection so the next use reconnects) and becomes DatabaseUnavailable."""
     try:

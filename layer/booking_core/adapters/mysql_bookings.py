@@ -1,8 +1,8 @@
 """Write-side storage of bookings, payments, decisions and the retry table in MySQL."""
 from __future__ import annotations
 
-from booking_core.adapters.mysql import ConnectionHolder
-from booking_core.adapters.mysql_decisions import decoded, insert_decision
+from booking_core.adapters.mysql import ConnectionHolder, Cursor
+from booking_core.adapters.mysql_decisions import decision_from_json, insert_decision
 from booking_core.adapters.mysql_email_outbox import enqueue_confirmation_email
 from booking_core.adapters.mysql_retries import close_retry, upsert_retry
 from booking_core.domain import model
@@ -13,7 +13,7 @@ HELD, CONFIRMED, RELEASED = "held", "confirmed", "released"
 BLOCKING_STATUSES = (HELD, CONFIRMED)
 
 
-def _store_final(cur, decision: Decision, request_hash: str) -> Decision:
+def _store_final(cur: Cursor, decision: Decision, request_hash: str) -> Decision:
     """Record a final decision and close any retry row for the key, in the caller's transaction."""
     insert_decision(cur, decision, request_hash)
     close_retry(cur, decision.booking_key)
@@ -54,7 +54,7 @@ class MySqlBookingRepository:
             )
             found = cur.fetchone()
             if found["decision_json"]:
-                return decoded(found["decision_json"])
+                return decision_from_json(found["decision_json"])
             existing_id = found["existing_id"]
             if existing_id and found["existing_status"] in BLOCKING_STATUSES:
                 # A redelivery after a crash between hold and confirm: carry on with the same booking.
@@ -88,7 +88,8 @@ class MySqlBookingRepository:
                 booking_id = cur.lastrowid
             return Hold(booking_id, request.user_id, amount, terms.currency)
 
-    def _record_payment(self, cur, booking_key, hold: Hold, provider, provider_ref, status) -> int:
+    def _record_payment(self, cur: Cursor, booking_key: str, hold: Hold, provider: str, provider_ref: str,
+                        status: str) -> int:
         cur.execute(
             "INSERT INTO payments (booking_id, booking_key, user_id, amount_cents, currency, provider,"
             " provider_ref, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
@@ -96,9 +97,10 @@ class MySqlBookingRepository:
             (hold.booking_id, booking_key, hold.user_id, hold.amount_cents, hold.currency, provider,
              provider_ref, status),
         )
-        return cur.lastrowid
+        return int(cur.lastrowid)
 
-    def confirm(self, booking_key, request, hold, provider, provider_ref) -> Decision:
+    def confirm(self, booking_key: str, request: RequestBooking, hold: Hold, provider: str,
+                provider_ref: str) -> Decision:
         with self._connections.transaction() as cur:
             cur.execute("UPDATE bookings SET status='confirmed' WHERE id=%s", (hold.booking_id,))
             payment_id = self._record_payment(cur, booking_key, hold, provider, provider_ref, "captured")
@@ -109,7 +111,8 @@ class MySqlBookingRepository:
             enqueue_confirmation_email(cur, booking_key, request, hold)
             return _store_final(cur, decision, request.fingerprint())
 
-    def release_declined(self, booking_key, request, hold, provider, provider_ref, decline_code) -> Decision:
+    def release_declined(self, booking_key: str, request: RequestBooking, hold: Hold, provider: str,
+                         provider_ref: str, decline_code: str | None) -> Decision:
         with self._connections.transaction() as cur:
             cur.execute("UPDATE bookings SET status='released' WHERE id=%s", (hold.booking_id,))
             self._record_payment(cur, booking_key, hold, provider, provider_ref, "declined")
@@ -117,7 +120,8 @@ class MySqlBookingRepository:
             decision.amount_cents, decision.currency = hold.amount_cents, hold.currency
             return _store_final(cur, decision, request.fingerprint())
 
-    def park(self, booking_key, request, hold, reason, error) -> Decision:
+    def park(self, booking_key: str, request: RequestBooking, hold: Hold | None, reason: str,
+             error: str) -> Decision:
         with self._connections.transaction() as cur:
             if hold is not None:
                 cur.execute("UPDATE bookings SET status='released' WHERE id=%s AND status='held'",

@@ -6,10 +6,12 @@ One connection, READ COMMITTED: the claiming SELECT ... FOR UPDATE SKIP LOCKED t
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from booking_core.adapters.mysql import connect, guarded, mysql_settings
+import pymysql
+
+from booking_core.adapters.mysql import Cursor, connect, guarded, mysql_settings
 from booking_core.config import MySqlSettings
 from booking_core.domain.read_model import FIELDS, OCCUPYING_STATUSES
 from booking_core.ports import Change
@@ -20,13 +22,13 @@ class MySqlChangeLog:
 
     def __init__(self, settings: MySqlSettings | None = None):
         self._settings = settings
-        self._conn = None
+        self._conn: pymysql.connections.Connection | None = None
 
     @property
     def settings(self) -> MySqlSettings:
         return self._settings or mysql_settings()
 
-    def _connection(self):
+    def _connection(self) -> pymysql.connections.Connection:
         if self._conn is None or not self._conn.open:
             conn = connect(self.settings)
             with conn.cursor() as cur:
@@ -45,7 +47,7 @@ class MySqlChangeLog:
             self._conn = None
 
     @contextmanager
-    def _cursor(self, commit: bool = True):
+    def _cursor(self, commit: bool = True) -> Iterator[Cursor]:
         conn = self._connection()
         with guarded(conn, self.close, commit), conn.cursor() as cur:
             yield cur
@@ -92,14 +94,14 @@ class MySqlChangeLog:
                 cur.execute("DELETE FROM change_log WHERE id IN %s", ([c.id for c in changes],))
 
     # -- current rows ------------------------------------------------------------------------------------
-    def rows(self, entity: str, ids) -> dict[int, dict]:
+    def rows(self, entity: str, ids: Iterable[int]) -> dict[int, dict]:
         """The current rows of `entity` with these primary keys (missing ones are deleted rows)."""
-        ids = sorted(set(ids))
-        if not ids:
+        wanted = sorted(set(ids))
+        if not wanted:
             return {}
         columns = ", ".join(FIELDS[entity])
         with self._cursor(commit=False) as cur:
-            cur.execute(f"SELECT {columns} FROM {entity} WHERE id IN %s", (ids,))
+            cur.execute(f"SELECT {columns} FROM {entity} WHERE id IN %s", (wanted,))
             return {row["id"]: row for row in cur.fetchall()}
 
     def occupying_bookings(self, listing_id: int, start: dt.date, end: dt.date) -> list[tuple[int, dt.date, dt.date]]:
@@ -127,7 +129,7 @@ class MySqlChangeLog:
         columns = ", ".join(FIELDS[entity])
         with self._cursor(commit=False) as cur:
             cur.execute(f"SELECT {columns} FROM {entity} ORDER BY id")
-            return cur.fetchall()
+            return list(cur.fetchall())
 
     def all_occupying_bookings(self) -> list[tuple[int, int, dt.date, dt.date]]:
         """(listing_id, id, check_in, check_out) of every held/confirmed booking."""

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 
+from booking_core.adapters.mysql import Cursor
 from booking_core.domain.model import Decision
 
 
-def insert_decision(cur, decision: Decision, request_hash: str) -> Decision:
+def insert_decision(cur: Cursor, decision: Decision, request_hash: str) -> Decision:
     """Record a final decision in the caller's transaction; a key that already has one keeps it."""
     cur.execute(
         "INSERT INTO decisions (booking_key, request_hash, status, reason, booking_id, decision_json)"
@@ -17,6 +18,6 @@ def insert_decision(cur, decision: Decision, request_hash: str) -> Decision:
     return decision
 
 
-def decoded(decision_json: str | None) -> Decision | None:
-    """A decision as stored in decision_json (None stays None)."""
-    return Decision.from_dict(json.loads(decision_json)) if decision_json else None
+def decision_from_json(decision_json: str) -> Decision:
+    """A decision as stored in decision_json."""
+    return Decision.from_dict(json.loads(decision_json))

@@ -10,7 +10,7 @@ import logging
 import uuid
 from collections.abc import Iterable
 
-from booking_core.adapters.mysql import ConnectionHolder
+from booking_core.adapters.mysql import ConnectionHolder, Cursor
 from booking_core.domain.emails import Email, OutboxEmail, SendOutcome, confirmation_email
 from booking_core.domain.model import Hold, RequestBooking
 
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 STALE_CLAIM_S = 600
 
 
-def enqueue_confirmation_email(cur, booking_key: str, request: RequestBooking, hold: Hold) -> None:
+def enqueue_confirmation_email(cur: Cursor, booking_key: str, request: RequestBooking, hold: Hold) -> None:
     """Queue the booking's confirmation email in the caller's (confirm) transaction; once per booking."""
     cur.execute(
         "SELECT u.email, u.name, l.title, l.city FROM users u JOIN listings l ON l.id=%s WHERE u.id=%s",

@@ -5,8 +5,8 @@ import datetime as dt
 import json
 from collections.abc import Callable, Iterable
 
-from booking_core.adapters.mysql import ConnectionHolder
-from booking_core.adapters.mysql_decisions import decoded, insert_decision
+from booking_core.adapters.mysql import ConnectionHolder, Cursor
+from booking_core.adapters.mysql_decisions import decision_from_json, insert_decision
 from booking_core.domain.model import Decision, RequestBooking, ValidationError, parse_booking_request
 from booking_core.domain.retries import GIVE_UP, RetryRow, Step
 
@@ -15,13 +15,13 @@ _FROM_UTC = "CONVERT_TZ(%s, '+00:00', @@session.time_zone)"
 OPEN_STATUSES = ("pending", "in_flight")
 
 
-def close_retry(cur, booking_key: str) -> None:
+def close_retry(cur: Cursor, booking_key: str) -> None:
     """The key's final decision is stored: an open retry row (pending/in_flight) becomes `succeeded`."""
     cur.execute("UPDATE booking_retries SET status='succeeded', last_error=NULL"
                 " WHERE booking_key=%s AND status IN %s", (booking_key, OPEN_STATUSES))
 
 
-def upsert_retry(cur, booking_key: str, request: RequestBooking, reason: str, error: str) -> None:
+def upsert_retry(cur: Cursor, booking_key: str, request: RequestBooking, reason: str, error: str) -> None:
     """Save (or re-open) a retry row for the request. The retry run owns attempts and next_attempt_at."""
     cur.execute(
         "INSERT INTO booking_retries (booking_key, request_json, reason, last_error, status)"
@@ -92,6 +92,7 @@ class MySqlRetryStore:
                     cur.execute("UPDATE booking_retries SET status='dead', last_error=%s WHERE booking_key=%s",
                                 (error, row.booking_key))
                 else:
+                    assert step.next_attempt_at is not None, "plan_step leases every row it re-drives"
                     cur.execute(
                         "UPDATE booking_retries SET status='in_flight', attempts=attempts+1,"
                         f" next_attempt_at={_FROM_UTC} WHERE booking_key=%s",
@@ -122,7 +123,7 @@ class MySqlRetryStore:
             cur.execute("SELECT decision_json FROM decisions WHERE booking_key=%s", (booking_key,))
             stored = cur.fetchone()
             if stored:
-                return decoded(stored["decision_json"])
+                return decision_from_json(stored["decision_json"])
             cur.execute("SELECT id FROM bookings WHERE booking_key=%s AND status IN ('held', 'confirmed')",
                         (booking_key,))
             if cur.fetchone():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import redis
 
@@ -38,12 +39,14 @@ class PrefixedRedis:
     """Base of the Redis adapters: an injected client (tests) or the shared one, and the key prefix of this
     stack (REDIS_PREFIX unless given), both resolved on use so configuration read at call time applies."""
 
-    def __init__(self, client=None, prefix: str | None = None):
+    def __init__(self, client: redis.Redis | None = None, prefix: str | None = None):
         self._client = client
         self._prefix = prefix
 
     @property
-    def redis(self) -> redis.Redis:
+    def redis(self) -> Any:
+        """The client. Typed Any: with decode_responses=True every reply is str, which redis-py's annotations
+        (bytes | str) cannot express, so each adapter's methods say what they return instead."""
         return self._client or get_redis()
 
     @property

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
+
+import redis
 
 from booking_core import config
 from booking_core.adapters.redis_client import PrefixedRedis
@@ -56,12 +59,12 @@ WAKE_TTL_S = 120
 
 
 class RedisDecisionStore(PrefixedRedis):
-    def __init__(self, client=None, prefix: str | None = None, ttl_s: int | None = None):
+    def __init__(self, client: redis.Redis | None = None, prefix: str | None = None, ttl_s: int | None = None):
         super().__init__(client, prefix)
         self._ttl_s = ttl_s
         self._scripts: dict = {}
 
-    def _script(self, source: str):
+    def _script(self, source: str) -> Any:
         script = self._scripts.get(source)
         if script is None:
             script = self._scripts[source] = self.redis.register_script(source)

@@ -6,6 +6,8 @@ NotFound. Lists answer {"items": [...], "next_cursor": str | None}.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from booking_core.adapters.redis_client import PrefixedRedis
 from booking_core.domain.queries import (
     Params,
@@ -81,12 +83,11 @@ class RedisReadViews(PrefixedRedis):
                 booked = next(replies) if nights else []
                 if not stored or stored.get("active") != "1":
                     continue  # removed or deactivated between the index read and this one
-                listing = decode_row("listings", stored)
-                if search.guests is not None and listing["max_guests"] < search.guests:
+                if search.guests is not None and int(stored["max_guests"]) < search.guests:
                     continue
                 if any(booked):
                     continue
-                found.append(listing)
+                found.append(decode_row("listings", stored))
             if len(chunk) < SCAN_CHUNK:
                 break
         page = found[:search.limit]
@@ -107,7 +108,7 @@ class RedisReadViews(PrefixedRedis):
                 "nights": [{"date": night, "status": "booked" if b else "free"}
                            for night, b in zip(nights, booked, strict=True)]}
 
-    def _user_rows(self, user_id: str, params: Params | None, entity: str, index_key) -> dict:
+    def _user_rows(self, user_id: str, params: Params | None, entity: str, index_key: Callable[[int], str]) -> dict:
         found_id = positive_id(user_id, "user_id")
         page = parse_page(params)
         redis, p = self.redis, self.prefix

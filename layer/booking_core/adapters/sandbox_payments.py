@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
+from booking_core.adapters.mysql import ConnectionHolder
 from booking_core.ports import DECLINED, SUCCEEDED, ChargeResult, TransientPaymentError
 
 SUCCEEDING_TOKENS = frozenset({"tok_visa", "tok_mastercard", "tok_amex"})
@@ -34,10 +35,10 @@ class MySqlSandboxProvider:
 
     name = "sandbox"
 
-    def __init__(self, connections):
+    def __init__(self, connections: ConnectionHolder):
         self._connections = connections
 
-    def charge(self, idempotency_key, amount_cents, currency, token) -> ChargeResult:
+    def charge(self, idempotency_key: str, amount_cents: int, currency: str, token: str) -> ChargeResult:
         with self._connections.transaction() as cur:
             cur.execute(
                 "SELECT c.status, c.provider_ref, (SELECT outage FROM sandbox_state WHERE id=1) AS outage"

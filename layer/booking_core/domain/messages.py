@@ -22,7 +22,8 @@ def encode_request(booking_key: str, request: RequestBooking, attempt: int = 0) 
     }, separators=(",", ":")).encode()
 
 
-def decode_request(booking_key: str | None, value: bytes | None, today=None) -> tuple[RequestBooking, int]:
+def decode_request(booking_key: str | None, value: bytes | None,
+                   today: dt.date | None = None) -> tuple[RequestBooking, int]:
     """Parse a booking-requests record value; raise ValidationError for anything malformed.
 
     Dates in the past are not re-checked here: a request re-driven by the nightly retry run may be

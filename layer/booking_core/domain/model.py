@@ -81,7 +81,7 @@ _FIELDS = {
 }
 
 
-def _positive_int(value, name: str, errors: dict[str, str], maximum: int | None = None) -> int | None:
+def _positive_int(value: object, name: str, errors: dict[str, str], maximum: int | None = None) -> int | None:
     # bool is an int subclass: {"guests": true} must be refused, not read as 1.
     if isinstance(value, bool) or not isinstance(value, int):
         errors[name] = "must be an integer"
@@ -95,7 +95,7 @@ def _positive_int(value, name: str, errors: dict[str, str], maximum: int | None 
     return value
 
 
-def _date(value, name: str, errors: dict[str, str]) -> dt.date | None:
+def _date(value: object, name: str, errors: dict[str, str]) -> dt.date | None:
     if not isinstance(value, str):
         errors[name] = "must be a date string YYYY-MM-DD"
         return None
@@ -117,7 +117,7 @@ def parse_iso_date(value: str) -> dt.date:
     return dt.date.fromisoformat(value)
 
 
-def parse_booking_request(body, today: dt.date | None = None) -> RequestBooking:
+def parse_booking_request(body: object, today: dt.date | None = None) -> RequestBooking:
     """Validate a decoded JSON body into a RequestBooking, or raise ValidationError naming every bad field."""
     if not isinstance(body, dict):
         raise ValidationError({"body": "must be a JSON object"})
@@ -145,9 +145,9 @@ def parse_booking_request(body, today: dt.date | None = None) -> RequestBooking:
             errors["check_out"] = "must be after check_in"
         elif nights > MAX_NIGHTS:
             errors["check_out"] = f"stay must be at most {MAX_NIGHTS} nights"
-    if errors:
+    if errors or user_id is None or listing_id is None or guests is None or check_in is None or check_out is None:
         raise ValidationError(errors)
-    return RequestBooking(user_id, listing_id, check_in, check_out, guests, token)
+    return RequestBooking(user_id, listing_id, check_in, check_out, guests, str(token))
 
 
 def stay_has_begun(request: RequestBooking, today: dt.date | None = None) -> bool:
@@ -229,10 +229,11 @@ class Decision:
 
     @classmethod
     def from_dict(cls, data: dict) -> Decision:
-        known = {k: data.get(k) for k in ("booking_key", "status", "reason", "booking_id", "payment_id",
-                                          "amount_cents", "currency", "detail")}
+        known = ("booking_key", "status", "reason", "booking_id", "payment_id", "amount_cents", "currency", "detail")
         extra = {k: v for k, v in data.items() if k not in known and k not in ("type", "version")}
-        return cls(**known, extra=extra)
+        return cls(data["booking_key"], data["status"], data.get("reason"), data.get("booking_id"),
+                   data.get("payment_id"), data.get("amount_cents"), data.get("currency"), data.get("detail"),
+                   extra=extra)
 
     @classmethod
     def rejected(cls, booking_key: str, reason: str, detail: str | None = None) -> Decision:
@@ -249,4 +250,4 @@ def http_status_for(decision: Decision) -> int:
         UNAVAILABLE: 409,
         PAYMENT_DECLINED: 402,
         INVALID_REQUEST: 400,
-    }.get(decision.reason, 422)
+    }.get(decision.reason or "", 422)

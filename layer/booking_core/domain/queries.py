@@ -68,13 +68,10 @@ def _date_range(params: Params, start_name: str, end_name: str, errors: dict[str
 
 def positive_id(raw: object, name: str) -> int:
     """A path id: a positive integer, else ValidationError naming the parameter."""
-    try:
-        value = int(raw)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        value = 0
-    if value < 1 or not str(raw).isdigit():
+    text = str(raw)
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise ValidationError({name: "must be a positive integer"})
-    return value
+    return int(text)
 
 
 def encode_cursor(*parts: int) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 INT, STR, BOOL, DATE, TIMESTAMP = "int", "str", "bool", "date", "timestamp"
@@ -100,7 +101,7 @@ def is_model_key(key: str) -> bool:
 
 # -- rows <-> hashes ---------------------------------------------------------------------------------------
 
-def _encode_value(value) -> str:
+def _encode_value(value: object) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, dt.datetime):
@@ -115,9 +116,9 @@ def encode_row(entity: str, row: dict) -> dict[str, str]:
     return {name: _encode_value(row[name]) for name in FIELDS[entity] if row.get(name) is not None}
 
 
-def decode_row(entity: str, stored: dict[str, str]) -> dict:
+def decode_row(entity: str, stored: dict[str, str]) -> dict[str, int | bool | str | None]:
     """A Redis hash back to typed values (ints as ints, active as a bool; dates stay ISO strings)."""
-    decoded = {}
+    decoded: dict[str, int | bool | str | None] = {}
     for name, kind in FIELDS[entity].items():
         raw = stored.get(name)
         if raw is None:
@@ -172,7 +173,8 @@ def nights_between(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days)]
 
 
-def occupied_nights(bookings, start: dt.date | None = None, end: dt.date | None = None) -> dict[str, str]:
+def occupied_nights(bookings: Iterable[tuple[int, dt.date, dt.date]], start: dt.date | None = None,
+                    end: dt.date | None = None) -> dict[str, str]:
     """night -> booking id for occupying bookings [(id, check_in, check_out)], optionally only within [start, end).
 
     Where bookings overlap (possible only through hand-made rows) the lowest id wins, so the result does not
@@ -223,7 +225,8 @@ class Plan:
         return len(self.ops)
 
 
-def plan_row(plan: Plan, entity: str, entity_id: int, old: dict[str, str] | None, new: dict[str, str] | None):
+def plan_row(plan: Plan, entity: str, entity_id: int, old: dict[str, str] | None,
+            new: dict[str, str] | None) -> None:
     """Write a row's whole Redis form: its hash, plus memberships moved from what `old` implied to `new`'s."""
     key = row_key(entity, entity_id)
     if new is None:
@@ -237,7 +240,8 @@ def plan_row(plan: Plan, entity: str, entity_id: int, old: dict[str, str] | None
         plan.zadd(zset_key, member, score)  # also when unchanged: heals a member lost by other means
 
 
-def plan_nights(plan: Plan, listing_id: int, start: dt.date, end: dt.date, occupying) -> None:
+def plan_nights(plan: Plan, listing_id: int, start: dt.date, end: dt.date,
+                occupying: Iterable[tuple[int, dt.date, dt.date]]) -> None:
     """Set the listing's nights in [start, end) to exactly what the occupying bookings say (MySQL is the truth)."""
     wanted = occupied_nights(occupying, start, end)
     plan.hset(nights_key(listing_id), wanted)
@@ -247,7 +251,8 @@ def plan_nights(plan: Plan, listing_id: int, start: dt.date, end: dt.date, occup
 
 # -- the whole model, for reconcile ------------------------------------------------------------------------
 
-def full_model(rows_by_entity: dict[str, list[dict]], occupying_bookings) -> dict[str, tuple[str, dict]]:
+def full_model(rows_by_entity: dict[str, list[dict]],
+               occupying_bookings: Iterable[tuple[int, int, dt.date, dt.date]]) -> dict[str, tuple[str, dict]]:
     """Every key the read model should hold for these MySQL rows: key -> (type, hash fields | zset scores)."""
     model: dict[str, tuple[str, dict]] = {}
     for entity, rows in rows_by_entity.items():
@@ -328,10 +333,10 @@ def plan_repair(wanted: dict[str, tuple[str, dict]], actual: dict[str, tuple[str
     return plan, report
 
 
-def _differs(have, want) -> bool:
+def _differs(have: object, want: object) -> bool:
     if isinstance(want, float | int) and not isinstance(want, bool):
         try:
-            return float(have) != float(want)
+            return float(have) != float(want)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             return True
     return have != want

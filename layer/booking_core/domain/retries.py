@@ -37,7 +37,7 @@ class Step:
 
 def backoff_delay_s(attempt: int, base_delay_s: float) -> float:
     """Delay before attempt `attempt` + 1 may start: base, 2×base, 4×base, ... within [MIN_DELAY_S, MAX_DELAY_S]."""
-    delay = base_delay_s * 2 ** max(attempt - 1, 0)
+    delay = base_delay_s * 2.0 ** max(attempt - 1, 0)
     return min(max(delay, MIN_DELAY_S), MAX_DELAY_S)
 
 

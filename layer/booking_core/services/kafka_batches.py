@@ -53,32 +53,33 @@ def process_booking_requests(event: dict, repo: BookingRepository, payments: Pay
     """payment_fn's batch: decide each request and publish its decision with the request's key."""
     summary = BatchSummary()
     for record in _records(event, summary):
-        correlation = record.header(messages.CORRELATION_HEADER) or record.key
+        key = record.key
+        if not key:  # nobody waits for an answer to a request without a key
+            _log_unkeyed(record, {"key": "record has no booking key"}, summary)
+            continue
+        correlation = record.header(messages.CORRELATION_HEADER) or key
         with correlated(correlation):
             try:
-                request, _attempt = messages.decode_request(record.key, record.value)
+                request, _attempt = messages.decode_request(key, record.value)
             except ValidationError as exc:
-                if not record.key:
-                    _log_unkeyed(record, exc.errors, summary)
-                    continue
                 log.warning("invalid booking request", extra={"position": record.position, "errors": exc.errors})
-                decision = Decision.rejected(record.key, model.INVALID_REQUEST, str(exc))
+                decision = Decision.rejected(key, model.INVALID_REQUEST, str(exc))
                 summary.counts["invalid"] += 1
             else:
                 try:
-                    decision = decide_booking(record.key, request, repo, payments, quick_retries)
+                    decision = decide_booking(key, request, repo, payments, quick_retries)
                 except OUTAGES:
                     raise
                 except Exception as exc:  # a bug must not block the partition: park the request instead
                     log.exception("unexpected error deciding a request; parked for retry",
                                   extra={"position": record.position})
-                    decision = repo.park(record.key, request, None, "internal_error", repr(exc))
+                    decision = repo.park(key, request, None, "internal_error", repr(exc))
                 summary.counts[decision.status] += 1
                 if decision.status == model.CONFIRMED and on_confirmed is not None:
                     on_confirmed(decision, request)
             log.info("decided", extra={"status": decision.status, "reason": decision.reason,
                                        "position": record.position})
-            publisher.send(decisions_topic, record.key, messages.encode_decision(decision), correlation)
+            publisher.send(decisions_topic, key, messages.encode_decision(decision), correlation)
     # Offsets are committed by the event source only when we return: make sure every decision is written.
     publisher.flush()
     return summary.to_dict()

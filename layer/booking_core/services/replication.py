@@ -8,6 +8,7 @@ of order, leaves the same Redis contents.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -38,8 +39,8 @@ class ReplicatorBusy(RuntimeError):
     """Another replicator holds the replication lock."""
 
 
-def _merge_spans(spans):
-    merged = []
+def _merge_spans(spans: list[tuple[dt.date, dt.date]]) -> list[tuple[dt.date, dt.date]]:
+    merged: list[tuple[dt.date, dt.date]] = []
     for start, end in sorted(spans):
         if merged and start <= merged[-1][1]:
             merged[-1] = (merged[-1][0], max(merged[-1][1], end))
@@ -62,7 +63,7 @@ def plan_changes(changes: list[Change], change_log: ChangeLog, read_model: ReadM
             current[(entity, entity_id)] = encode_row(entity, row)
     old = read_model.stored(keys)
     plan = Plan()
-    spans: dict[int, list] = {}
+    spans: dict[int, list[tuple[dt.date, dt.date]]] = {}
     for entity, entity_id in keys:
         before, after = old.get((entity, entity_id)), current.get((entity, entity_id))
         plan_row(plan, entity, entity_id, before, after)
@@ -140,29 +141,29 @@ def tail(change_log: ChangeLog, read_model: ReadModel, run_s: float, stop: Calla
     """Apply changes as they commit for `run_s` seconds (0: until `stop()` says so). Never raises on an outage:
     it logs, pauses and carries on, so a MySQL or Redis restart only delays replication."""
     deadline = clock() + run_s if run_s > 0 else None
-    stats = {"mode": "tail", "applied": 0, "batches": 0, "busy": 0, "errors": 0, "full_loads": 0}
+    counts = {"applied": 0, "batches": 0, "busy": 0, "errors": 0, "full_loads": 0}
     next_loaded_check = clock()
     while not stop() and (deadline is None or clock() < deadline):
         try:
             if clock() >= next_loaded_check:
                 next_loaded_check = clock() + LOADED_CHECK_S
                 if ensure_loaded(change_log, read_model) is not None:
-                    stats["full_loads"] += 1
+                    counts["full_loads"] += 1
             if not change_log.has_pending():
                 sleep(idle_s)
                 continue
             n = apply_batch(change_log, read_model, batch_size)
         except Exception:  # noqa: BLE001 - an outage must not end the tail; logged and retried
             log.exception("replication batch failed; retrying")
-            stats["errors"] += 1
+            counts["errors"] += 1
             sleep(ERROR_PAUSE_S)
             continue
         if n is None:
-            stats["busy"] += 1
+            counts["busy"] += 1
             sleep(idle_s)
         elif n == 0:
             sleep(idle_s)
         else:
-            stats["applied"] += n
-            stats["batches"] += 1
-    return stats
+            counts["applied"] += n
+            counts["batches"] += 1
+    return {"mode": "tail", **counts}

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from booking_core.domain import messages, model
-from booking_core.domain.model import Decision
+from booking_core.domain.model import Decision, RequestBooking
 from booking_core.domain.retries import EXPIRE, GIVE_UP, RetryRow, Step, plan_step
 from booking_core.logs import correlated
 from booking_core.ports import BrokerUnavailable, Publisher, RetryStore
@@ -108,7 +108,9 @@ def _handle(row: RetryRow, step: Step, retries: RetryStore, publisher: Publisher
         told = retries.store_rejection(row.booking_key, row.request,
                                        Decision.rejected(row.booking_key, RETRIES_EXHAUSTED, detail))
         if told is not None:
-            _resend(row, publisher, requests_topic)
+            _resend(row, row.request, publisher, requests_topic)
+        return
+    if row.request is None:  # plan_step gives up on an unreadable row: there is nothing to re-drive
         return
     stored = None
     if step.action == EXPIRE:
@@ -118,7 +120,7 @@ def _handle(row: RetryRow, step: Step, retries: RetryStore, publisher: Publisher
                                          Decision.rejected(row.booking_key, CHECK_IN_PASSED, detail))
     # For an expired key payment_fn finds the stored decision and publishes it, as for any redelivery: it stays
     # the one writer of booking-decisions, and this function needs to write only booking-requests.
-    attempt = _resend(row, publisher, requests_topic)
+    attempt = _resend(row, row.request, publisher, requests_topic)
     if stored is not None:
         retries.mark_succeeded(row.booking_key)
         summary.expired += 1
@@ -128,10 +130,10 @@ def _handle(row: RetryRow, step: Step, retries: RetryStore, publisher: Publisher
     log.info("re-published", extra={"booking_key": row.booking_key, "attempt": attempt, "reason": row.reason})
 
 
-def _resend(row: RetryRow, publisher: Publisher, requests_topic: str) -> int:
+def _resend(row: RetryRow, request: RequestBooking, publisher: Publisher, requests_topic: str) -> int:
     """Re-publish the row's request with its key and the next attempt number (waits for the broker's ack)."""
     attempt = row.attempts + 1
     publisher.publish(requests_topic, row.booking_key,
-                      messages.encode_request(row.booking_key, row.request, attempt=attempt),
+                      messages.encode_request(row.booking_key, request, attempt=attempt),
                       correlation_id=row.booking_key)
     return attempt
