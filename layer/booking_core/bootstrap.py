@@ -58,15 +58,23 @@ def retry_store():
 
 
 def payment_provider():
+    """Stripe where PAYMENT_PROVIDER=stripe; a sandbox (test cards always pass) is refused where STAGE=prod."""
     def build():
         from booking_core.adapters import payments
 
         name = config.payment_provider()
+        if name == "stripe":
+            from booking_core.adapters.stripe_payments import StripePaymentProvider
+
+            return StripePaymentProvider.from_environment()
+        if config.stage() == "prod":
+            raise config.ConfigurationError(
+                f"PAYMENT_PROVIDER={name!r} is refused where STAGE=prod: set PAYMENT_PROVIDER=stripe")
         if name == "sandbox":
             return payments.MySqlSandboxProvider(connections())
         if name == "sandbox-memory":
             return payments.InMemorySandboxProvider()
-        raise ValueError(f"unknown PAYMENT_PROVIDER {name!r}")
+        raise config.ConfigurationError(f"unknown PAYMENT_PROVIDER {name!r} (stripe, sandbox, sandbox-memory)")
 
     return _get("payment_provider", build)
 
