@@ -4,6 +4,7 @@ import datetime as dt
 import json
 import logging
 import socket
+from types import SimpleNamespace
 
 import boto3
 import pytest
@@ -113,6 +114,19 @@ def test_a_card_asking_for_3d_secure_is_declined_authentication_required_as_ther
     result = stripe.charge("bk-3ds", 20000, "EUR", "pm_card_authenticationRequired")
     assert (result.status, result.decline_code) == (DECLINED, "authentication_required")
     assert standin.payment_intents[result.provider_ref]["status"] == "requires_action"
+
+
+@pytest.mark.parametrize(("status", "decline_code"), [("requires_payment_method", "payment_intent_requires_payment_method"),
+                                                    ("canceled", "payment_intent_canceled")])
+def test_other_non_final_intents_are_declined_with_their_status(stripe, status, decline_code):
+    # No Stripe test card ends this way after a confirm; the reading of the answer is checked on its own.
+    result = stripe._charge_result(SimpleNamespace(id="pi_x", status=status))
+    assert (result.status, result.provider_ref, result.decline_code) == (DECLINED, "pi_x", decline_code)
+
+
+def test_a_processing_intent_is_transient_as_it_may_still_succeed(stripe):
+    with pytest.raises(TransientPaymentError, match="processing"):
+        stripe._charge_result(SimpleNamespace(id="pi_x", status="processing"))
 
 
 # ---- transient failures -------------------------------------------------------------------------------------
