@@ -1,10 +1,10 @@
 """In-memory stand-ins for the adapters, for unit tests (the integration suite uses the real ones)."""
 from __future__ import annotations
 
-from booking_core.adapters.sandbox_payments import sandbox_outcome
+from booking_core.adapters.sandbox_payments import sandbox_outcome, sandbox_refund_outcome
 from booking_core.domain import model
 from booking_core.domain.model import Decision, Hold, ListingTerms
-from booking_core.ports import ChargeResult, TransientPaymentError
+from booking_core.ports import ChargeResult, RefundResult, TransientPaymentError
 
 
 class FakeBookingRepository:
@@ -118,6 +118,8 @@ class InMemorySandboxProvider:
 
     def __init__(self):
         self.ledger: dict[str, ChargeResult] = {}
+        self.charged_cents: dict[str, int] = {}
+        self.refunds: dict[str, RefundResult] = {}
         self.calls = 0
         self.outage = False
 
@@ -129,4 +131,15 @@ class InMemorySandboxProvider:
             raise TransientPaymentError("provider_unavailable")
         result = sandbox_outcome(token, idempotency_key)
         self.ledger[idempotency_key] = result
+        self.charged_cents[idempotency_key] = amount_cents
+        return result
+
+    def refund(self, idempotency_key, provider_ref, amount_cents) -> RefundResult:
+        if idempotency_key in self.refunds:
+            return self.refunds[idempotency_key]
+        if self.outage:
+            raise TransientPaymentError("provider_unavailable")
+        result = sandbox_refund_outcome(idempotency_key, self.ledger.get(idempotency_key),
+                                        self.charged_cents.get(idempotency_key, 0), provider_ref, amount_cents)
+        self.refunds[idempotency_key] = result
         return result

@@ -85,6 +85,13 @@ def payment_provider() -> PaymentProvider:
         from booking_core.adapters.sandbox_payments import MySqlSandboxProvider
 
         name = config.payment_provider()
+        if name == "stripe":
+            from booking_core.adapters.stripe_payments import StripePaymentProvider
+
+            return StripePaymentProvider.from_environment()
+        if config.stage() == "prod":
+            raise config.ConfigurationError(
+                f"PAYMENT_PROVIDER={name!r} is refused where STAGE=prod: set PAYMENT_PROVIDER=stripe")
         if name == "sandbox":
             return MySqlSandboxProvider(connections())
         raise ValueError(f"unknown PAYMENT_PROVIDER {name!r}")

@@ -125,8 +125,28 @@ def max_body_bytes() -> int:
     return _int("MAX_BODY_BYTES", 16 * 1024)
 
 
+class ConfigurationError(ValueError):
+    """The settings cannot work together (raised where they are first used, naming the variable to fix)."""
+
+
+def stage() -> str:
+    """The deployment stage (template parameter Stage: dev, staging, prod); 'local' when unset."""
+    return _env("STAGE", "local")
+
+
 def payment_provider() -> str:
+    """'stripe' (deployed stages) or 'sandbox' (the MySQL-backed test provider; refused where STAGE=prod)."""
     return _env("PAYMENT_PROVIDER", "sandbox")
+
+
+def stripe_secret_arn() -> str | None:
+    """Secrets Manager secret holding the Stripe secret key: the raw key, or JSON {"secret_key": ...}."""
+    return os.environ.get("STRIPE_SECRET_ARN") or None
+
+
+def stripe_api_base() -> str:
+    """Stripe's API base URL; tests point it at the local stand-in."""
+    return _env("STRIPE_API_BASE", "https://api.stripe.com")
 
 
 def payment_quick_retries() -> int:

@@ -56,12 +56,23 @@ class ChargeResult:
         return self.status == SUCCEEDED
 
 
+@dataclass(frozen=True)
+class RefundResult:
+    status: str  # succeeded | pending (the provider will finish it) | failed
+    provider_ref: str
+    failure_code: str | None = None
+
+
 class PaymentProvider(Protocol):
     name: str
 
     def charge(self, idempotency_key: str, amount_cents: int, currency: str, token: str) -> ChargeResult:
         """Charge once per idempotency key (a repeat returns the first result); TransientPaymentError if the
         provider could not decide."""
+        ...
+
+    def refund(self, idempotency_key: str, provider_ref: str, amount_cents: int) -> RefundResult:
+        """Refund part or all of the booking's charge `provider_ref`; idempotent per booking key."""
         ...
 
 

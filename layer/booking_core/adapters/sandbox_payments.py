@@ -3,17 +3,31 @@
 tok_visa, tok_mastercard → succeeded; tok_chargeDeclined, tok_insufficientFunds → declined;
 tok_processingError → TransientPaymentError (retryable). Any other token is declined as invalid.
 Charges are idempotent by key: the same key returns the first result and never charges twice.
+Refunds are keyed `refund-<booking key>` the same way: a second refund for a booking returns the first.
 """
 from __future__ import annotations
 
 import hashlib
 
 from booking_core.adapters.mysql import ConnectionHolder
-from booking_core.ports import DECLINED, SUCCEEDED, ChargeResult, TransientPaymentError
+from booking_core.ports import DECLINED, SUCCEEDED, ChargeResult, RefundResult, TransientPaymentError
 
 SUCCEEDING_TOKENS = frozenset({"tok_visa", "tok_mastercard", "tok_amex"})
 DECLINING_TOKENS = frozenset({"tok_chargeDeclined", "tok_insufficientFunds"})
 TRANSIENT_TOKENS = frozenset({"tok_processingError"})
+
+
+def sandbox_refund_outcome(idempotency_key: str, charge: ChargeResult | None, charged_cents: int,
+                           provider_ref: str, amount_cents: int) -> RefundResult:
+    """What the sandbox answers for a refund of the charge made under `idempotency_key` (pure rule)."""
+    ref = "re_" + hashlib.sha256(("refund-" + idempotency_key).encode()).hexdigest()[:24]
+    if charge is None or charge.provider_ref != provider_ref:
+        return RefundResult("failed", "", "charge_not_found")
+    if not charge.succeeded:
+        return RefundResult("failed", "", "charge_not_refundable")
+    if amount_cents <= 0 or amount_cents > charged_cents:
+        return RefundResult("failed", "", "amount_too_large" if amount_cents > 0 else "amount_invalid")
+    return RefundResult("succeeded", ref)
 
 
 def sandbox_outcome(token: str, idempotency_key: str) -> ChargeResult:
@@ -30,8 +44,8 @@ def sandbox_outcome(token: str, idempotency_key: str) -> ChargeResult:
 
 
 class MySqlSandboxProvider:
-    """Sandbox whose ledger lives in MySQL (tables sandbox_charges, sandbox_state), like a provider's servers:
-    idempotency holds across processes and restarts, and an outage can be switched on for tests."""
+    """Sandbox whose ledger lives in MySQL (tables sandbox_charges, sandbox_refunds, sandbox_state), like a
+    provider's servers: idempotency holds across processes and restarts, and an outage can be switched on."""
 
     name = "sandbox"
 
@@ -56,4 +70,36 @@ class MySqlSandboxProvider:
                 " provider_ref) VALUES (%s, %s, %s, %s, %s, %s)",
                 (idempotency_key, amount_cents, currency, token, result.status, result.provider_ref),
             )
+        return result
+
+    def refund(self, idempotency_key: str, provider_ref: str, amount_cents: int) -> RefundResult:
+        with self._connections.transaction() as cur:
+            cur.execute(
+                "SELECT c.status, c.provider_ref, c.amount_cents, r.status AS refund_status, r.refund_ref,"
+                " r.failure_code, (SELECT outage FROM sandbox_state WHERE id=1) AS outage"
+                " FROM (SELECT 1) AS one LEFT JOIN sandbox_charges c ON c.idempotency_key=%s"
+                " LEFT JOIN sandbox_refunds r ON r.idempotency_key=%s",
+                (idempotency_key, idempotency_key),
+            )
+            row = cur.fetchone()
+            if row["refund_status"]:
+                return RefundResult(row["refund_status"], row["refund_ref"], row["failure_code"])
+            if row["outage"]:
+                raise TransientPaymentError("provider_unavailable: sandbox outage switched on")
+            charge = ChargeResult(row["status"], row["provider_ref"]) if row["status"] else None
+            result = sandbox_refund_outcome(idempotency_key, charge, row["amount_cents"] or 0, provider_ref,
+                                            amount_cents)
+            cur.execute(
+                "INSERT IGNORE INTO sandbox_refunds (idempotency_key, charge_ref, amount_cents, status, refund_ref,"
+                " failure_code) VALUES (%s, %s, %s, %s, %s, %s)",
+                (idempotency_key, provider_ref[:64], max(amount_cents, 0), result.status, result.provider_ref,
+                 result.failure_code),
+            )
+            if cur.rowcount == 0:
+                # A concurrent refund of this booking got there first: its answer is the answer (a locking
+                # read, so it is seen whatever this transaction's snapshot).
+                cur.execute("SELECT status, refund_ref, failure_code FROM sandbox_refunds WHERE idempotency_key=%s"
+                            " FOR UPDATE", (idempotency_key,))
+                stored = cur.fetchone()
+                result = RefundResult(stored["status"], stored["refund_ref"], stored["failure_code"])
         return result
