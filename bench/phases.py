@@ -1,0 +1,210 @@
+"""The measurements of `make bench`, one function each; each returns its part of the results.
+
+`series` (where a phase takes it) collects round-trip latencies per curve for the report's plot.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from bench import floor, stages
+from bench.http_load import BookingBodies, Connection, get, post_booking, run_year
+from bench.machine import cpu_per_item, cpu_snapshot, stack_children
+from bench.stats import LoadResult, closed_loop, load_average, log
+
+ROOT = Path(__file__).resolve().parents[1]
+CONCURRENCIES = [1, 8, 32]
+BOOKING_ERRORS = frozenset({"202", "400", "402", "422", "500", "502", "503", "504"})
+
+Series = dict[str, list[float]]
+
+
+def api_base() -> tuple[str, int]:
+    from booking_core import config
+
+    return "127.0.0.1", config.api_port()
+
+
+def api_healthy(host: str, port: int) -> bool:
+    try:
+        return Connection(host, port, timeout=2).request("GET", "/health")[0] == 200
+    except OSError:
+        return False
+
+
+# ---- the broker floor ------------------------------------------------------------------------------------
+
+def floor_runs(client: str, topics: tuple[str, str], seconds: float, responders: int, series: Series) -> list:
+    """The broker's request-reply floor with one client library at each concurrency (bench/floor.py)."""
+    log(f"floor ({client})")
+    runs = floor.measure_floor(client, *topics, CONCURRENCIES, seconds, responders)
+    series[f"floor {client} c32"] = runs[-1].latencies_ms
+    return [r.summary() for r in runs]
+
+
+# ---- bookings --------------------------------------------------------------------------------------------
+
+def booking_load(name: str, port: int, concurrency: int, seconds: float, bodies: BookingBodies,
+                 contended: bool = False, samples: list | None = None) -> LoadResult:
+    """Closed loop of POST /v1/bookings: distinct stays, or the contended mix."""
+    host = api_base()[0]
+
+    def call(conn, n):
+        body = bodies.contended(n) if contended else bodies.distinct()
+        return post_booking(conn, body, samples)
+
+    return closed_loop(name, call, concurrency, seconds, worker_state=lambda: Connection(host, port),
+                       error_outcomes=BOOKING_ERRORS)
+
+
+def bookings(port: int, seconds: float, bodies: BookingBodies, series: Series) -> dict:
+    """Booking round trip at each concurrency, where the time goes, and the CPU per booking at 32."""
+    from booking_core import config
+
+    out: dict = {"bookings": [], "stages": {}}
+    topics = [config.requests_topic(), config.decisions_topic()]
+    for c in CONCURRENCIES:
+        log(f"bookings c{c}")
+        samples: list = []
+        offsets = stages.end_offsets(topics)
+        before = cpu_snapshot()
+        result = booking_load("booking", port, c, seconds, bodies, samples=samples)
+        after = cpu_snapshot()
+        summary = result.summary("201")
+        out["bookings"].append(summary)
+        series[f"booking c{c}"] = result.latencies_ms
+        out["stages"][f"c{c}"] = stages.breakdown(samples, offsets, *topics)
+        if c == 32:
+            out["cpu_ms_per_booking_c32"] = cpu_per_item(before, after, summary["outcomes"].get("201", 0))
+        log(f"  p50 {summary['p50_ms']} p99 {summary['p99_ms']} ms, {summary.get('ok_per_s')} confirmed/s,"
+            f" stages {out['stages'][f'c{c}']}")
+    return out
+
+
+def contended(port: int, seconds: float, bodies: BookingBodies, series: Series) -> dict:
+    """32 clients, 4 listings, the same nights per group of 32 requests: one wins per listing."""
+    log("bookings contended c32")
+    result = booking_load("booking contended (4 listings)", port, 32, seconds, bodies, contended=True)
+    series["booking contended c32"] = result.latencies_ms
+    return result.summary("201")
+
+
+# ---- the seed design -------------------------------------------------------------------------------------
+
+def start_seed_design(port: int) -> subprocess.Popen:
+    from infra.local.stack import LOG_DIR, child_env, stack_id
+
+    env = child_env()
+    log_path = LOG_DIR / f"{stack_id()}-bench-seed-design.log"
+    with open(log_path, "ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "bench.seed_design", "--port", str(port)], cwd=ROOT,
+                                   env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    conn = Connection("127.0.0.1", port, timeout=1)
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the seed-design API exited; see {log_path}")
+        try:
+            if conn.request("GET", "/health")[0] == 200:
+                conn.close()
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"the seed-design API did not answer on port {port}; see {log_path}")
+
+
+def pause_listeners(paused: bool) -> list[int]:
+    """SIGSTOP/SIGCONT the stack's decisions-listener pollers: while the seed design runs they would only add
+    work (Redis writes nobody waits for) to the machine the baseline is measured on."""
+    pids = [pid for name, pid in stack_children().items() if name.startswith("DecisionsListenerFunction")]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGSTOP if paused else signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
+def seed_design(seconds: float, bodies: BookingBodies, series: Series) -> dict:
+    """The seed design (bench/seed_design.py) at 1 and 32 on its own port, the stack's listeners paused."""
+    from infra.local import services
+
+    seed_port = services.free_port()
+    out: dict = {"port": seed_port, "runs": []}
+    log("seed design")
+    process = None
+    try:
+        process = start_seed_design(seed_port)
+        out["paused_listener_pids"] = pause_listeners(True)
+        for c in (1, 32):
+            result = booking_load("seed design", seed_port, c, seconds, bodies)
+            out["runs"].append(result.summary("201"))
+            series[f"seed design c{c}"] = result.latencies_ms
+            log(f"  c{c} p50 {result.summary()['p50_ms']} ms")
+    except Exception as exc:  # noqa: BLE001 - report, keep the rest of the run
+        out["error"] = repr(exc)
+        traceback.print_exc()
+    finally:
+        pause_listeners(False)
+        if process is not None:
+            process.terminate()
+            process.wait(10)
+    return out
+
+
+# ---- reads -----------------------------------------------------------------------------------------------
+
+def reads(port: int, seconds: float) -> dict:
+    """GET search/availability/user bookings at concurrency 32; a route that answers 404 is reported n/a."""
+    log("read API")
+    year = run_year() + 1
+    paths = {
+        "search": f"/v1/listings?city=Lisbon&check_in={year}-02-01&check_out={year}-02-04",
+        "availability": f"/v1/listings/7/availability?from={year}-01-01&to={year}-03-01",
+        "user_bookings": "/v1/users/{user}/bookings",
+    }
+    out = {}
+    for name, path in paths.items():
+        probe = Connection("127.0.0.1", port)
+        status = probe.request("GET", path.format(user=1))[0]
+        probe.close()
+        if status == 404:
+            out[name] = {"name": f"read {name}", "available": False, "status": 404}
+            log(f"read {name}: 404 (route not there yet) → n/a")
+            continue
+        result = closed_loop(f"read {name}", lambda conn, n, p=path: get(conn, p.format(user=n % 24 + 1)), 32,
+                             seconds, worker_state=lambda: Connection("127.0.0.1", port),
+                             error_outcomes=frozenset({"400", "404", "500", "503"}))
+        out[name] = {**result.summary("200"), "available": True, "path": path}
+        log(f"read {name}: p50 {out[name]['p50_ms']} p99 {out[name]['p99_ms']} ms")
+    return out
+
+
+# ---- replication -----------------------------------------------------------------------------------------
+
+def replication() -> dict:
+    """Replication lag (commit → Redis, idle) and a reconcile (bench/replication.py, when present)."""
+    log("replication")
+    try:
+        from bench import replication as measures
+    except ImportError:
+        log("bench/replication.py is not there: replication n/a")
+        return {"available": False}
+    out: dict = {"available": True}
+    for name, call in (("lag", lambda: measures.measure_replication_lag(n=1000)),
+                       ("reconcile", measures.measure_reconcile)):
+        started = time.monotonic()
+        try:
+            out[name] = call()
+        except Exception as exc:  # noqa: BLE001 - report it, keep the other figures
+            out[name] = {"error": repr(exc)[:300]}
+            traceback.print_exc()
+        out[name]["load"] = load_average()
+        log(f"replication {name} in {time.monotonic() - started:.1f}s: {out[name]}")
+    return out
