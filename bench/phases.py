@@ -13,7 +13,8 @@ import traceback
 from pathlib import Path
 
 from bench import floor, stages
-from bench.http_load import BookingBodies, Connection, get, post_booking, run_year
+from bench.auth import headers_for
+from bench.http_load import USERS, BookingBodies, Connection, get, post_booking, run_year
 from bench.machine import cpu_per_item, cpu_snapshot, stack_children
 from bench.stats import LoadResult, closed_loop, load_average, log
 
@@ -160,6 +161,15 @@ def seed_design(seconds: float, bodies: BookingBodies, series: Series) -> dict:
 
 # ---- reads -----------------------------------------------------------------------------------------------
 
+def _read_call(path: str):
+    """GET `path` as request n's user (users in turn; `{user}` in the path is that user)."""
+    def call(conn, n):
+        user = n % USERS + 1
+        return get(conn, path.format(user=user), user)
+
+    return call
+
+
 def reads(port: int, seconds: float) -> dict:
     """GET search/availability/user bookings at concurrency 32; a route that answers 404 is reported n/a."""
     log("read API")
@@ -172,14 +182,14 @@ def reads(port: int, seconds: float) -> dict:
     out = {}
     for name, path in paths.items():
         probe = Connection("127.0.0.1", port)
-        status = probe.request("GET", path.format(user=1))[0]
+        status = probe.request("GET", path.format(user=1), headers=headers_for(1))[0]
         probe.close()
         if status == 404:
             out[name] = {"name": f"read {name}", "available": False, "status": 404}
             log(f"read {name}: 404 (route not there yet) → n/a")
             continue
-        result = closed_loop(f"read {name}", lambda conn, n, p=path: get(conn, p.format(user=n % 24 + 1)), 32,
-                             seconds, worker_state=lambda: Connection("127.0.0.1", port),
+        result = closed_loop(f"read {name}", _read_call(path), 32, seconds,
+                             worker_state=lambda: Connection("127.0.0.1", port),
                              error_outcomes=frozenset({"400", "404", "500", "503"}))
         out[name] = {**result.summary("200"), "available": True, "path": path}
         log(f"read {name}: p50 {out[name]['p50_ms']} p99 {out[name]['p99_ms']} ms")
