@@ -12,7 +12,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import floor, stages
+from bench import floor, stages, wrk
 from bench.auth import headers_for
 from bench.http_load import USERS, BookingBodies, Connection, get, post_booking, run_year
 from bench.machine import cpu_per_item, cpu_snapshot, stack_children
@@ -161,6 +161,18 @@ def seed_design(seconds: float, bodies: BookingBodies, series: Series) -> dict:
 
 # ---- reads -----------------------------------------------------------------------------------------------
 
+def read_paths(year: int) -> dict[str, str]:
+    """The read routes measured: a dated city search, a listing's availability, a user's bookings."""
+    return {
+        "search": f"/v1/listings?city=Lisbon&check_in={year}-02-01&check_out={year}-02-04",
+        "availability": f"/v1/listings/7/availability?from={year}-01-01&to={year}-03-01",
+        "user_bookings": "/v1/users/{user}/bookings",
+    }
+
+
+READ_CONNECTIONS = (4, 32)
+
+
 def _read_call(path: str):
     """GET `path` as request n's user (users in turn; `{user}` in the path is that user)."""
     def call(conn, n):
@@ -170,29 +182,55 @@ def _read_call(path: str):
     return call
 
 
+def _python_reads(port: int, path: str, name: str, seconds: float) -> dict:
+    """The Python closed loop at 32 (the fallback without wrk: its threads share the cores and the GIL)."""
+    result = closed_loop(f"read {name}", _read_call(path), 32, seconds,
+                         worker_state=lambda: Connection("127.0.0.1", port),
+                         error_outcomes=frozenset({"400", "404", "500", "503"}))
+    return result.summary("200")
+
+
+def _wrk_reads(binary: str, port: int, path: str, connections: int, seconds: float) -> dict:
+    """One wrk run, with the CPU the stack's and servers' processes spent per read meanwhile."""
+    before = cpu_snapshot()
+    summary = wrk.run(binary, "127.0.0.1", port, wrk.requests_as_users(path, USERS), connections, seconds)
+    cpu = cpu_per_item(before, cpu_snapshot(), summary["requests"])
+    return {**summary, "load": load_average(), "cpu_ms_per_read": cpu,
+            "server_cpu_ms_per_read": cpu["total_excluding_bench_client"]}
+
+
 def reads(port: int, seconds: float) -> dict:
-    """GET search/availability/user bookings at concurrency 32; a route that answers 404 is reported n/a."""
+    """The read routes with wrk at 4 and 32 connections (`reads` holds 32, `reads_c4` 4), each with the
+    server processes' CPU per read; without wrk, the Python closed loop at 32 only, and the report says so.
+    A route that answers 404 is reported n/a."""
     log("read API")
-    year = run_year() + 1
-    paths = {
-        "search": f"/v1/listings?city=Lisbon&check_in={year}-02-01&check_out={year}-02-04",
-        "availability": f"/v1/listings/7/availability?from={year}-01-01&to={year}-03-01",
-        "user_bookings": "/v1/users/{user}/bookings",
-    }
-    out = {}
-    for name, path in paths.items():
+    binary = wrk.ensure_wrk()
+    if binary is None:
+        log("wrk is MISSING (apt-get install -y wrk): reads measured with the Python client at 32, which is"
+            " itself the bottleneck; reads_per_s and read_p99_ms are the client's limit, not the API's")
+    tool = "wrk" if binary else "python (wrk missing)"
+    out: dict = {"reads": {}, "reads_c4": {}, "reads_tool": tool}
+    for name, path in read_paths(run_year() + 1).items():
         probe = Connection("127.0.0.1", port)
         status = probe.request("GET", path.format(user=1), headers=headers_for(1))[0]
         probe.close()
         if status == 404:
-            out[name] = {"name": f"read {name}", "available": False, "status": 404}
+            out["reads"][name] = {"name": f"read {name}", "available": False, "status": 404}
             log(f"read {name}: 404 (route not there yet) → n/a")
             continue
-        result = closed_loop(f"read {name}", _read_call(path), 32, seconds,
-                             worker_state=lambda: Connection("127.0.0.1", port),
-                             error_outcomes=frozenset({"400", "404", "500", "503"}))
-        out[name] = {**result.summary("200"), "available": True, "path": path}
-        log(f"read {name}: p50 {out[name]['p50_ms']} p99 {out[name]['p99_ms']} ms")
+        for c in READ_CONNECTIONS if binary else (32,):
+            label = f"read {name}" + (" (wrk)" if binary else "")
+            try:
+                summary = (_wrk_reads(binary, port, path, c, seconds) if binary
+                           else _python_reads(port, path, name, seconds))
+            except Exception as exc:  # noqa: BLE001 - report it, keep the other routes
+                summary = {"concurrency": c, "error": repr(exc)[:300], "p50_ms": None, "p95_ms": None,
+                           "p99_ms": None, "per_s": None, "errors": "failed"}
+                traceback.print_exc()
+            summary = {**summary, "name": label, "available": True, "path": path, "tool": tool}
+            out["reads" if c == 32 else f"reads_c{c}"][name] = summary
+            log(f"{label} c{c}: {summary.get('ok_per_s')}/s, p50 {summary['p50_ms']} p99 {summary['p99_ms']} ms,"
+                f" server CPU {summary.get('server_cpu_ms_per_read')} ms/read")
     return out
 
 

@@ -38,8 +38,10 @@ def table(results: dict) -> list[list[str]]:
         add(s, vs_floor=True)
     for s in results["seed_design"].get("runs", []):
         add(s, vs_floor=True)
-    for s in results["reads"].values():
+    for route, s in results["reads"].items():
         if s.get("available"):
+            if route in results.get("reads_c4", {}):
+                add(results["reads_c4"][route])
             add(s)
         else:
             rows.append([s["name"], "32", "n/a", "n/a", "n/a", "", "", "", "", "route answers 404"])

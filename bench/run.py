@@ -10,7 +10,8 @@ distribution per concurrency). Phases (bench/phases.py), in order:
     and the CPU each process spent per booking at 32
  3. the seed design (bench/seed_design.py) at concurrency 1 and 32, right after ours, same payment pollers
  4. a contended variant: 32 clients, 4 listings, the same nights per group of 32 requests
- 5. the read API at concurrency 32: search with dates, availability, a user's bookings
+ 5. the read API with wrk at 4 and 32 connections: search with dates, availability, a user's bookings,
+    and the server processes' CPU per read (bench/wrk.py)
  6. replication lag and reconcile (bench/replication.py, when present)
  7. the floor again with confluent-kafka (librdkafka)
 The report (key figures, verdicts, table, plot) is bench/report.py.
@@ -57,7 +58,7 @@ def main() -> int:
     results.update(phases.bookings(port, seconds, bodies, series))
     results["seed_design"] = phases.seed_design(seconds, bodies, series)  # right after ours: the same machine
     results["bookings"].append(phases.contended(port, seconds, bodies, series))
-    results["reads"] = phases.reads(port, min(seconds, 4))
+    results.update(phases.reads(port, min(seconds, 4)))
     results["replication"] = phases.replication()
     try:
         results["floor"]["confluent-kafka"] = phases.floor_runs("confluent-kafka", floor_topics, seconds,
