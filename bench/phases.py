@@ -13,13 +13,17 @@ import traceback
 from pathlib import Path
 
 from bench import floor, stages, wrk
+from bench import replication as measures
 from bench.auth import headers_for
 from bench.http_load import USERS, BookingBodies, Connection, get, post_booking, run_year
 from bench.machine import cpu_per_item, cpu_snapshot, stack_children
+from bench.open_loop import open_loop
+from bench.replication import LagSampler
 from bench.stats import LoadResult, closed_loop, load_average, log
 
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCIES = [1, 8, 32]
+WARMUP_S = 0.5  # closed_loop's default warm-up
 BOOKING_ERRORS = frozenset({"202", "400", "402", "422", "500", "502", "503", "504"})
 
 Series = dict[str, list[float]]
@@ -73,17 +77,75 @@ def bookings(port: int, seconds: float, bodies: BookingBodies, series: Series) -
         log(f"bookings c{c}")
         samples: list = []
         offsets = stages.end_offsets(topics)
+        # At 32, the replication lag is sampled during the load (from the end of the closed loop's warm-up).
+        sampler = LagSampler(start_delay_s=WARMUP_S).start() if c == 32 else None
         before = cpu_snapshot()
         result = booking_load("booking", port, c, seconds, bodies, samples=samples)
         after = cpu_snapshot()
+        lag = sampler.stop() if sampler else None
         summary = result.summary("201")
         out["bookings"].append(summary)
         series[f"booking c{c}"] = result.latencies_ms
         out["stages"][f"c{c}"] = stages.breakdown(samples, offsets, *topics)
         if c == 32:
+            out["replication_lag_under_load"] = {**lag, "load": summary["load"]}
             out["cpu_ms_per_booking_c32"] = cpu_per_item(before, after, summary["outcomes"].get("201", 0))
+            out["decision_store_memory"] = decision_store_memory([key for key, _, _ in samples])
+            log(f"  replication lag under load {out['replication_lag_under_load']}")
+            log(f"  decision store {out['decision_store_memory']}")
         log(f"  p50 {summary['p50_ms']} p99 {summary['p99_ms']} ms, {summary.get('ok_per_s')} confirmed/s,"
             f" stages {out['stages'][f'c{c}']}")
+    return out
+
+
+def decision_store_memory(booking_keys: list[str], sample: int = 200) -> dict:
+    """Redis memory of the decision store per 1,000 bookings: MEMORY USAGE of the `req:` hash and `wake:` list
+    of up to `sample` of the keys just booked, scaled. Measured right after the load, so the wake lists (kept
+    WAKE_TTL_S after the decision) are still there; each part is given with its TTL."""
+    from booking_core import config
+    from booking_core.adapters.decision_store import WAKE_TTL_S
+    from booking_core.adapters.redis_client import get_redis
+
+    redis, prefix = get_redis(), config.redis_prefix()
+    keys = booking_keys[:: max(1, len(booking_keys) // sample)][:sample]
+    pipe = redis.pipeline(transaction=False)
+    for key in keys:  # the store's key layout (booking_core.adapters.decision_store)
+        pipe.memory_usage(f"{prefix}req:{key}", samples=0)
+        pipe.memory_usage(f"{prefix}wake:{key}", samples=0)
+    sizes = pipe.execute() if keys else []
+    req, wake = [b for b in sizes[0::2] if b is not None], [b for b in sizes[1::2] if b is not None]
+    if keys and not req:
+        log("  decision store: no req: entry found for the booked keys (has the store's key layout changed?)")
+    per_1000 = 1000 / len(keys) if keys else 0
+    return {"sampled_bookings": len(keys), "req_found": len(req), "wake_found": len(wake),
+            "req_bytes_mean": round(sum(req) / len(req), 1) if req else None,
+            "req_bytes_per_1000_bookings": round(sum(req) * per_1000) if keys else None,
+            "wake_bytes_per_1000_bookings": round(sum(wake) * per_1000) if keys else None,
+            "bytes_per_1000_bookings": round((sum(req) + sum(wake)) * per_1000) if keys else None,
+            "req_ttl_s": config.decision_ttl_s(), "wake_ttl_s": WAKE_TTL_S}
+
+
+OPEN_LOOP_SHARES = (50, 80)
+
+
+def open_loop_bookings(port: int, seconds: float, bodies: BookingBodies, max_rate_per_s: float | None) -> dict:
+    """Bookings arriving at Poisson times at 50% and 80% of the maximum rate measured in this run, latency
+    from each request's intended start (bench/open_loop.py)."""
+    out: dict = {"max_rate_per_s": max_rate_per_s}
+    if not max_rate_per_s:
+        log("open loop: no maximum booking rate measured → n/a")
+        return out
+    host = api_base()[0]
+    for share in OPEN_LOOP_SHARES:
+        rate = max_rate_per_s * share / 100
+        log(f"bookings open loop {share}% ({rate:.0f}/s)")
+        result = open_loop(f"booking open loop {share}%", lambda conn, _n: post_booking(conn, bodies.distinct()),
+                           rate, seconds, warmup_s=WARMUP_S, worker_state=lambda: Connection(host, port),
+                           error_outcomes=BOOKING_ERRORS)
+        out[f"{share}pct"] = result
+        log(f"  p50 {result['p50_ms']} p99 {result['p99_ms']} ms at {result['offered_per_s']}/s offered,"
+            f" {result['ok_per_s']} confirmed/s, late starts {result['late_starts']},"
+            f" max in flight {result['max_in_flight']}")
     return out
 
 
@@ -237,13 +299,8 @@ def reads(port: int, seconds: float) -> dict:
 # ---- replication -----------------------------------------------------------------------------------------
 
 def replication() -> dict:
-    """Replication lag (commit → Redis, idle) and a reconcile (bench/replication.py, when present)."""
+    """Replication lag (commit → Redis, idle) and a reconcile (bench/replication.py)."""
     log("replication")
-    try:
-        from bench import replication as measures
-    except ImportError:
-        log("bench/replication.py is not there: replication n/a")
-        return {"available": False}
     out: dict = {"available": True}
     for name, call in (("lag", lambda: measures.measure_replication_lag(n=1000)),
                        ("reconcile", measures.measure_reconcile)):
