@@ -18,7 +18,6 @@ from bench.auth import headers_for
 from bench.http_load import USERS, BookingBodies, Connection, get, post_booking, run_year
 from bench.machine import cpu_per_item, cpu_snapshot, stack_children
 from bench.open_loop import open_loop
-from bench.replication import LagSampler
 from bench.stats import LoadResult, closed_loop, load_average, log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +77,7 @@ def bookings(port: int, seconds: float, bodies: BookingBodies, series: Series) -
         samples: list = []
         offsets = stages.end_offsets(topics)
         # At 32, the replication lag is sampled during the load (from the end of the closed loop's warm-up).
-        sampler = LagSampler(start_delay_s=WARMUP_S).start() if c == 32 else None
+        sampler = measures.LagSampler(start_delay_s=WARMUP_S).start() if c == 32 else None
         before = cpu_snapshot()
         result = booking_load("booking", port, c, seconds, bodies, samples=samples)
         after = cpu_snapshot()
