@@ -11,6 +11,9 @@ import http.client
 import json
 import threading
 import time
+from typing import NamedTuple
+
+from bench.auth import headers_for
 
 LISTINGS = 40  # the demo data (infra/seed.py)
 USERS = 24
@@ -59,6 +62,13 @@ def run_year() -> int:
     return 9990 if earliest is None else int(earliest) - 2
 
 
+class BookingRequest(NamedTuple):
+    """A booking's body and the user it is made for (whose headers the request carries)."""
+
+    user_id: int
+    body: bytes
+
+
 class BookingBodies:
     """Distinct (listing, night) per request across the whole run, or a contended mix on purpose."""
 
@@ -73,12 +83,12 @@ class BookingBodies:
             self._next += count
             return n
 
-    def distinct(self, _n: int | None = None) -> bytes:
+    def distinct(self, _n: int | None = None) -> BookingRequest:
         n = self._take()
         check_in = self.start + dt.timedelta(days=2 * (n // LISTINGS))
         return self._body(n % LISTINGS + 1, n % USERS + 1, check_in, 1)
 
-    def contended(self, n: int, listings: int = 4, group: int = 32) -> bytes:
+    def contended(self, n: int, listings: int = 4, group: int = 32) -> BookingRequest:
         """`group` consecutive requests ask for the same 2 nights on `listings` listings: one wins per listing.
 
         Contended stays are in the year after the distinct ones."""
@@ -86,26 +96,29 @@ class BookingBodies:
         return self._body(n % listings + 1, n % USERS + 1, check_in, 2)
 
     @staticmethod
-    def _body(listing: int, user: int, check_in: dt.date, nights: int) -> bytes:
-        return json.dumps({"user_id": user, "listing_id": listing, "check_in": check_in.isoformat(),
-                           "check_out": (check_in + dt.timedelta(days=nights)).isoformat(), "guests": 1,
-                           "payment_token": "tok_visa"}).encode()
+    def _body(listing: int, user: int, check_in: dt.date, nights: int) -> BookingRequest:
+        return BookingRequest(user, json.dumps({
+            "user_id": user, "listing_id": listing, "check_in": check_in.isoformat(),
+            "check_out": (check_in + dt.timedelta(days=nights)).isoformat(), "guests": 1,
+            "payment_token": "tok_visa"}).encode())
 
 
 JSON = {"Content-Type": "application/json"}
 
 
-def post_booking(conn: Connection, body: bytes, samples: list | None = None) -> str:
-    """POST one booking; the outcome is the HTTP status (201 confirmed, 409 taken, ...).
+def post_booking(conn: Connection, booking: BookingRequest, samples: list | None = None) -> str:
+    """POST one booking as its user; the outcome is the HTTP status (201 confirmed, 409 taken, ...).
 
     With `samples`, (booking_key, sent, answered) in epoch seconds is appended for the stage breakdown."""
+    headers = {**JSON, **headers_for(booking.user_id)}
     sent = time.time()
-    status, payload = conn.request("POST", "/v1/bookings", body, JSON)
+    status, payload = conn.request("POST", "/v1/bookings", booking.body, headers)
     if samples is not None and status in (201, 409):
         samples.append((json.loads(payload)["booking_key"], sent, time.time()))
     return str(status)
 
 
-def get(conn: Connection, path: str) -> str:
-    status, _ = conn.request("GET", path)
+def get(conn: Connection, path: str, user_id: int) -> str:
+    """GET `path` as `user_id`; the outcome is the HTTP status."""
+    status, _ = conn.request("GET", path, headers=headers_for(user_id))
     return str(status)

@@ -1,7 +1,8 @@
-"""Latency summaries and the closed-loop driver shared by every benchmark phase."""
+"""Latency summaries, the closed-loop driver and the progress log shared by every benchmark phase."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections import Counter
@@ -21,6 +22,11 @@ def load_average() -> str:
     """The 1/5/15-minute load averages, as `uptime` shows them."""
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def log(message: str) -> None:
+    """A progress line on stderr with the time and the load average."""
+    print(f"[{time.strftime('%H:%M:%S')} load {load_average()}] {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
