@@ -3,42 +3,93 @@
 POST /v1/bookings is the one write entry point: it publishes the request to Kafka and waits for the decision
 in the shared decision store. Every read is served from the Redis read model only.
 Deployed as the Lambda handler `app.app` for API Gateway REST proxy events (payload v1).
+
+Private routes carry `authorizer=signed_in`: API Gateway's Cognito authorizer (locally infra/local/gateway.py)
+lets only requests with a valid ID token through and hands its claims to the app in
+`requestContext.authorizer.claims`; the user is always the token's `custom:user_id`, never the body's. Another
+user's profile answers 403; another user's booking or booking request answers 404 (no enumeration).
 """
+import functools
 import json
 import logging
+import threading
+from collections.abc import Callable
 from typing import Any, cast
 
-from chalice import Chalice, Response
+from chalice import Chalice, CognitoUserPoolAuthorizer, Response
 from chalice.app import Request
+from redis.exceptions import RedisError
 
 from booking_core import bootstrap, config, logs
 from booking_core.domain import model
-from booking_core.domain.model import ValidationError, parse_booking_request
-from booking_core.ports import NotFound
-from booking_core.services.submit import IdempotencyKeyReused, submit_booking, valid_booking_key
+from booking_core.domain.model import ForeignUser, ValidationError, parse_users_booking_request
+from booking_core.domain.queries import positive_id
+from booking_core.ports import BrokerUnavailable, DatabaseUnavailable, NotFound
+from booking_core.services.submit import (
+    IdempotencyKeyReused,
+    TooManyPending,
+    submit_booking,
+    valid_booking_key,
+)
 
 logs.setup("booking_api")
 log = logging.getLogger(__name__)
 
-app = Chalice(app_name="booking_api")
+class PerThreadRequestChalice(Chalice):
+    """Chalice keeps the request it serves on the app object (`current_request`). Lambda runs one request per
+    container at a time; the local API server runs one per thread, and a request arriving while another is still in
+    its view would otherwise hand that view its own body, headers and caller."""
+
+    _local = threading.local()
+
+    @property
+    def current_request(self) -> Request | None:
+        return getattr(self._local, "request", None)
+
+    @current_request.setter
+    def current_request(self, request: Request | None) -> None:
+        self._local.request = request
+
+
+app = PerThreadRequestChalice(app_name="booking_api")
 app.log.setLevel(logging.WARNING)
 
+# The name matches the template's authorizer; the ARN is the template's business (Chalice does not deploy this).
+signed_in = CognitoUserPoolAuthorizer("CognitoAuthorizer", provider_arns=[])
+
 STATUS_PATH = "/v1/bookings/requests/{}"
+USER_ID_CLAIM = "custom:user_id"
 
 
-@app.middleware("http")
-def answer_outages_with_503(event, get_response):
-    """A store we depend on is down: say so (503, retryable) instead of an opaque 500."""
-    from redis.exceptions import RedisError
+class NoUserProfile(Exception):
+    """A valid token whose identity has no MySQL user yet (its sign-up trigger has not stored one)."""
 
-    from booking_core.ports import DatabaseUnavailable
 
-    try:
-        return get_response(event)
-    except (RedisError, DatabaseUnavailable) as exc:
-        log.error("dependency unavailable", extra={"error": repr(exc)})
-        return _error(503, "service_unavailable", "a backing service is unavailable; retry later",
-                      headers={"Retry-After": "1"})
+DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (RedisError, DatabaseUnavailable, BrokerUnavailable)
+
+
+def route(path: str, **options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """`app.route`, with the answers every route shares given in one place. Chalice turns any exception a view
+    raises into a 500 before middleware sees it, so each view is wrapped here instead:
+    unknown id → 404, bad input → 400 naming each field, a valid token without a user → 403, and a store or the
+    broker unreachable → 503 with Retry-After (never a 500 for a dependency problem)."""
+    def register(view: Callable[..., Any]) -> Any:
+        @functools.wraps(view)
+        def answered(**kwargs: Any) -> Any:
+            try:
+                return view(**kwargs)
+            except NotFound as exc:
+                return _error(404, "not_found", str(exc))
+            except ValidationError as exc:
+                return _error(400, "invalid_request", "the request has invalid input", exc.errors)
+            except NoUserProfile:
+                return _forbidden("this account has no user profile yet; confirm the sign-up first")
+            except DEPENDENCY_ERRORS as exc:
+                log.error("dependency unavailable", extra={"error": repr(exc)})
+                return _error(503, "service_unavailable", "a backing service is unavailable; retry later",
+                              headers={"Retry-After": "1"})
+        return app.route(path, **options)(answered)
+    return register
 
 
 def _error(status: int, error: str, message: str, fields: dict[str, str] | None = None,
@@ -62,6 +113,19 @@ def _request() -> Request:
     return cast(Request, app.current_request)  # set by Chalice before it calls a route
 
 
+def _caller() -> int:
+    """The signed-in user: the token's custom:user_id, as the authorizer passed it."""
+    claims = ((_request().context or {}).get("authorizer") or {}).get("claims") or {}
+    try:
+        return positive_id(claims.get(USER_ID_CLAIM, ""), USER_ID_CLAIM)
+    except ValidationError:
+        raise NoUserProfile() from None
+
+
+def _forbidden(message: str) -> Response:
+    return _error(403, "forbidden", message)
+
+
 def _json_body(max_bytes: int) -> object:
     raw = _request().raw_body or b""
     if len(raw) > max_bytes:
@@ -72,88 +136,101 @@ def _json_body(max_bytes: int) -> object:
         raise ValidationError({"body": "must be valid JSON"}) from None
 
 
-@app.route("/v1/bookings", methods=["POST"], content_types=["application/json", "text/plain"])
+@route("/v1/bookings", methods=["POST"], content_types=["application/json", "text/plain"],
+           authorizer=signed_in)
 def create_booking():
+    user_id = _caller()
     headers = _request().headers
     try:
         idempotency_key = valid_booking_key(headers.get("idempotency-key"))
-        request = parse_booking_request(_json_body(config.max_body_bytes()))
-    except ValidationError as exc:
-        return _error(400, "invalid_request", "the request has invalid fields", exc.errors)
+        request = parse_users_booking_request(_json_body(config.max_body_bytes()), user_id)
+    except ForeignUser:
+        return _forbidden("a booking is made for the signed-in user; leave user_id out or name yourself")
     try:
         submission = submit_booking(
             request, idempotency_key,
             store=bootstrap.decision_store(), publisher=bootstrap.publisher(),
             retry_table=bootstrap.retry_table(), requests_topic=config.requests_topic(),
-            timeout_s=config.decision_timeout_s(),
+            timeout_s=config.decision_timeout_s(), max_pending=config.max_pending_per_user(),
         )
     except IdempotencyKeyReused:
         return _error(422, model.IDEMPOTENCY_KEY_REUSED,
                       "this Idempotency-Key was already used with a different request body")
+    except TooManyPending:
+        return _error(429, "too_many_pending", f"at most {config.max_pending_per_user()} booking requests may await"
+                      " a decision at once; retry when one is decided", headers={"Retry-After": "2"})
     return _decision_response(submission.decision)
 
 
-@app.route("/v1/bookings/requests/{booking_key}", methods=["GET"])
+@route("/v1/bookings/requests/{booking_key}", methods=["GET"], authorizer=signed_in)
 def booking_request_status(booking_key):
-    decision = bootstrap.decision_store().get(booking_key)
+    user_id = _caller()
+    decision = None
+    if model.owner_of_booking_key(booking_key) == user_id:
+        decision = bootstrap.decision_store().get(booking_key)
     if decision is None:
-        return _error(404, "not_found", f"no booking request with key {booking_key!r}")
+        return _error(404, "not_found", "no booking request of yours with this key")
     return _decision_response(decision, 200)
 
 
 # ---- reads (served from the Redis read model only) -------------------------------------------------------
 
 
-@app.route("/health", methods=["GET"])
+@route("/health", methods=["GET"])
 def health():
     bootstrap.read_views().ping()
     return {"status": "ok"}
-
-
-def _read(view, *args):
-    """Run a read view: 404 for an unknown id, 400 naming each bad parameter."""
-    try:
-        return view(*args)
-    except NotFound as exc:
-        return _error(404, "not_found", str(exc))
-    except ValidationError as exc:
-        return _error(400, "invalid_request", "the request has invalid parameters", exc.errors)
 
 
 def _query() -> dict[str, str]:
     return dict(_request().query_params or {})
 
 
-@app.route("/v1/listings", methods=["GET"])
+@route("/v1/listings", methods=["GET"])
 def search_listings():
-    return _read(bootstrap.read_views().search_listings, _query())
+    return bootstrap.read_views().search_listings(_query())
 
 
-@app.route("/v1/listings/{listing_id}", methods=["GET"])
+@route("/v1/listings/{listing_id}", methods=["GET"])
 def get_listing(listing_id):
-    return _read(bootstrap.read_views().get_listing, listing_id)
+    return bootstrap.read_views().get_listing(listing_id)
 
 
-@app.route("/v1/listings/{listing_id}/availability", methods=["GET"])
+@route("/v1/listings/{listing_id}/availability", methods=["GET"])
 def listing_availability(listing_id):
-    return _read(bootstrap.read_views().listing_availability, listing_id, _query())
+    return bootstrap.read_views().listing_availability(listing_id, _query())
 
 
-@app.route("/v1/users/{user_id}", methods=["GET"])
+def _own_profile(user_id: str) -> Response | None:
+    """403 unless the path names the caller (a user's profile, bookings and payments are theirs alone)."""
+    if positive_id(user_id, "user_id") == _caller():
+        return None
+    return _forbidden("this is another user's data")
+
+
+@route("/v1/me", methods=["GET"], authorizer=signed_in)
+def me():
+    return bootstrap.read_views().get_user(str(_caller()))
+
+
+@route("/v1/users/{user_id}", methods=["GET"], authorizer=signed_in)
 def get_user(user_id):
-    return _read(bootstrap.read_views().get_user, user_id)
+    return _own_profile(user_id) or bootstrap.read_views().get_user(user_id)
 
 
-@app.route("/v1/users/{user_id}/bookings", methods=["GET"])
+@route("/v1/users/{user_id}/bookings", methods=["GET"], authorizer=signed_in)
 def user_bookings(user_id):
-    return _read(bootstrap.read_views().user_bookings, user_id, _query())
+    return _own_profile(user_id) or bootstrap.read_views().user_bookings(user_id, _query())
 
 
-@app.route("/v1/users/{user_id}/payments", methods=["GET"])
+@route("/v1/users/{user_id}/payments", methods=["GET"], authorizer=signed_in)
 def user_payments(user_id):
-    return _read(bootstrap.read_views().user_payments, user_id, _query())
+    return _own_profile(user_id) or bootstrap.read_views().user_payments(user_id, _query())
 
 
-@app.route("/v1/bookings/{booking_id}", methods=["GET"])
+@route("/v1/bookings/{booking_id}", methods=["GET"], authorizer=signed_in)
 def get_booking(booking_id):
-    return _read(bootstrap.read_views().get_booking, booking_id)
+    booking = bootstrap.read_views().get_booking(booking_id)
+    if booking.get("user_id") != _caller():
+        raise NotFound(f"no booking with id {booking['id']}")
+    return booking

@@ -1,4 +1,5 @@
-"""Serves the template's Api function (the Chalice app) over HTTP, like API Gateway would in front of it.
+"""Serves the template's Api function (the Chalice app) over HTTP, like API Gateway would in front of it
+(the Cognito authorizer and throttling of infra/local/gateway.py included).
 
     python -m infra.local.api BookingApiFunction [--port 8000]
 """
@@ -6,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import functools
 import os
 import signal
 import socket
@@ -15,7 +15,7 @@ from http.server import HTTPServer
 from pathlib import Path
 
 from booking_core import config, logs
-from infra.local import template
+from infra.local import gateway, template
 
 
 class _Server(socketserver.ThreadingMixIn, HTTPServer):
@@ -48,17 +48,12 @@ def api_function(functions: dict[str, template.Function]) -> template.Function:
 
 
 def make_server(app, host: str, port: int):
+    """Chalice's local server behind the local API gateway (Cognito authorizer, throttling, /config.json)."""
     from chalice.config import Config
-    from chalice.local import LocalDevServer, create_local_server
+    from chalice.local import LocalDevServer
 
-    server = create_local_server(app, Config.create(lambda_timeout=30), host, port)
-    # Swap in our server class (bigger backlog, daemon threads); same handler as `chalice local`.
-    server.server.server_close()
-    wrapped = server._wrapped_handler
-    server.server = _Server((host, port), functools.partial(_buffered(wrapped.func), *wrapped.args,
-                                                            **wrapped.keywords))
-    assert isinstance(server, LocalDevServer)
-    return server
+    return LocalDevServer(app, Config.create(lambda_timeout=30), host, port,
+                          handler_cls=_buffered(gateway.handler_class()), server_cls=_Server)
 
 
 def main(argv=None) -> None:
