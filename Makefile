@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR):$(CURDIR)/layer
 
-.PHONY: run test up down status venv lint retry trigger invoke bench clean migrate topics
+.PHONY: run test up down status venv lint retry trigger invoke bench clean migrate topics token
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -33,6 +33,9 @@ lint: venv  ## ruff, mypy, the import contracts, and the transformed SAM templat
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m infra.sam_lint
+
+token: venv  ## an ID token for curl: make token USER=user3@example.com [PASSWORD=...] (demo password by default)
+	@$(PY) -m infra.local.token "$(USER)" --password "$(PASSWORD)"
 
 retry: venv  ## re-drive the retry table now against the running stack; prints the summary
 	$(PY) -m infra.local.scheduler --trigger RetryFunction

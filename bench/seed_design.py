@@ -30,7 +30,7 @@ class InMemoryDecisionStore:
         self._entries: dict[str, list] = {}  # key → [threading.Event, Decision | None, request_hash]
         self._lock = threading.Lock()
 
-    def claim(self, booking_key: str, request_hash: str):
+    def claim(self, booking_key: str, request_hash: str, user_id: int, max_pending: int = 0):
         with self._lock:
             entry = self._entries.get(booking_key)
             if entry is None:

@@ -108,9 +108,27 @@ def stack(mysql_db, redis_client, kafka_broker):
         yield f"http://127.0.0.1:{config.api_port()}"
 
 
+@pytest.fixture(scope="session")
+def tokens(stack):
+    """ID tokens of the demo users, from the test stack's local Cognito endpoint."""
+    from tests.support import TokenCache
+
+    return TokenCache(stack)
+
+
+@pytest.fixture(scope="session")
+def crowd(stack):
+    """50 more signed-up users (ids 1001-1050), for tests where many people book at once: one user may have only
+    MAX_PENDING_PER_USER requests awaiting a decision."""
+    from tests.support import CROWD_FIRST_ID, add_users
+
+    return add_users(stack, range(CROWD_FIRST_ID, CROWD_FIRST_ID + 50))
+
+
 @pytest.fixture
-def http(stack):
-    """A small JSON HTTP client bound to the test stack's API."""
+def http(stack, tokens):
+    """A small JSON HTTP client bound to the test stack's API, signed in as demo user 1 (`http.as_user(n)` for
+    another, `http.anonymous()` for none)."""
     from tests.support import HttpClient
 
-    return HttpClient(stack)
+    return HttpClient(stack, tokens=tokens, user_id=1)

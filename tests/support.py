@@ -20,14 +20,32 @@ class HttpResponse:
 
 
 class HttpClient:
-    def __init__(self, base_url: str, timeout: float = 30):
+    """A small JSON HTTP client; signed in as one user (their ID token on every request) or anonymous."""
+
+    def __init__(self, base_url: str, timeout: float = 30, tokens: TokenCache | None = None,
+                 user_id: int | None = None):
         self.base_url = base_url
         self.timeout = timeout
+        self.tokens = tokens
+        self.user_id = user_id
+
+    def as_user(self, user_id: int) -> HttpClient:
+        """The same client signed in as another demo user."""
+        return HttpClient(self.base_url, self.timeout, self.tokens, user_id)
+
+    def anonymous(self) -> HttpClient:
+        return HttpClient(self.base_url, self.timeout, self.tokens, None)
+
+    def auth_headers(self) -> dict[str, str]:
+        if self.user_id is None or self.tokens is None:
+            return {}
+        return {"Authorization": f"Bearer {self.tokens.id_token(self.user_id)}"}
 
     def request(self, method: str, path: str, body=None, headers=None, raw: bytes | None = None) -> HttpResponse:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         req = urllib.request.Request(self.base_url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+                                     headers={"Content-Type": "application/json", **self.auth_headers(),
+                                              **(headers or {})})
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as response:
                 return HttpResponse(response.status, json.loads(response.read() or b"{}"), dict(response.headers))
@@ -40,6 +58,62 @@ class HttpClient:
 
     def post(self, path: str, body=None, **kw) -> HttpResponse:
         return self.request("POST", path, body, **kw)
+
+    def delete(self, path: str, **kw) -> HttpResponse:
+        return self.request("DELETE", path, **kw)
+
+
+class TokenCache:
+    """ID tokens of the demo users (user{n}@example.com, the demo password), from the stack's Cognito endpoint
+    (found through its /config.json, as a web client finds it); each fetched once."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+        self._tokens: dict[int, str] = {}
+
+    def id_token(self, user_id: int) -> str:
+        if user_id not in self._tokens:
+            from infra.local.token import id_token
+
+            self._tokens[user_id] = id_token(f"user{user_id}@example.com", base_url=self.base_url)
+        return self._tokens[user_id]
+
+
+CROWD_FIRST_ID = 1001
+
+
+def add_users(base_url: str, user_ids: range) -> list[int]:
+    """Users beyond the 24 demo users (for tests that need more people than requests one user may have pending):
+    each a MySQL row and a Cognito user user{id}@example.com with the demo password, as a sign-up would leave them."""
+    import boto3
+
+    from infra.local.aws_endpoint import demo_password
+    from infra.local.token import web_config
+
+    settings = web_config(base_url)
+    idp = boto3.client("cognito-idp", region_name=settings["region"], endpoint_url=settings["cognitoEndpoint"],
+                       aws_access_key_id="local", aws_secret_access_key="local")
+    from booking_core import config
+    from booking_core.adapters.mysql import connect
+
+    conn = connect(config.mysql_settings(), autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.executemany("INSERT IGNORE INTO users (id, email, name) VALUES (%s, %s, %s)",
+                            [(i, f"user{i}@example.com", f"Crowd {i}") for i in user_ids])
+    finally:
+        conn.close()
+    for i in user_ids:
+        email = f"user{i}@example.com"
+        try:
+            idp.admin_create_user(UserPoolId=settings["userPoolId"], Username=email, MessageAction="SUPPRESS",
+                                  UserAttributes=[{"Name": "email", "Value": email},
+                                                  {"Name": "custom:user_id", "Value": str(i)}])
+        except idp.exceptions.UsernameExistsException:
+            continue
+        idp.admin_set_user_password(UserPoolId=settings["userPoolId"], Username=email, Password=demo_password(),
+                                    Permanent=True)
+    return list(user_ids)
 
 
 def future_stay(nights: int = 3, offset_days: int | None = None) -> tuple[str, str]:

@@ -249,3 +249,38 @@ def ensure_redis(data_dir: Path = LOCAL_DIR) -> Started | None:
     if host in LOCAL_HOSTS and not port_open(host, port) and may_start_private():
         return start_private_redis(port, data_dir / f"redis-{port}")
     raise ServiceMissing(f"Redis at {url} does not answer: {error}")
+
+
+# ---- the local AWS endpoint (moto) -------------------------------------------------------------------
+
+def local_aws_port() -> int:
+    """LOCAL_AWS_PORT, else a free port: a second stack started with only another API_PORT never collides."""
+    configured = os.environ.get("LOCAL_AWS_PORT")
+    return int(configured) if configured else free_port()
+
+
+def start_aws_endpoint(port: int, template_path: Path, run_dir: Path, env: dict[str, str],
+                       log_path: Path) -> Started:
+    """moto's server with the template's user pool and demo users (infra/local/aws_endpoint.py); its details
+    (endpoint, region, userPoolId, userPoolClientId) once it is ready."""
+    import json
+    import sys
+
+    if port_open("127.0.0.1", port):
+        raise ServiceMissing(f"port {port} is taken by another process; set LOCAL_AWS_PORT to a free port")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ready = run_dir / "aws-endpoint.json"
+    ready.unlink(missing_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "infra.local.aws_endpoint", "--port", str(port), "--template", str(template_path),
+             "--ready-file", str(ready)],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise ServiceMissing(f"the local AWS endpoint did not start on port {port}; see {log_path}")
+        time.sleep(0.05)
+    return Started("aws", process, details=json.loads(ready.read_text()))

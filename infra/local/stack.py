@@ -109,6 +109,7 @@ class Stack:
         applied = migrate()
         counts = load_demo_data()
         topics = ensure_topics()
+        self.start_aws_endpoint()
         self.lines.append(f"mysql   {s.host}:{s.port}/{s.database} ({'private instance' if mysql_private else 'running'};"
                           f" {len(applied)} migrations applied; {counts['users']} users,"
                           f" {counts['listings']} listings)")
@@ -116,6 +117,24 @@ class Stack:
                           f" ({'private instance' if redis_private else 'running'})")
         self.lines.append("topics  " + ", ".join(f"{t} ({n} partitions)" for t, n in sorted(topics.items())))
         self.services_s = time.monotonic() - started
+
+    def start_aws_endpoint(self) -> None:
+        """moto's server as the stack's AWS (Cognito with the demo users): every function and the API get its
+        endpoint, as a deployed function gets AWS's."""
+        aws = services.start_aws_endpoint(services.local_aws_port(), self.template_path, self.run_dir, child_env(),
+                                          LOG_DIR / f"{stack_id()}-aws-endpoint.log")
+        self.services.append(aws)
+        os.environ.update({
+            "AWS_ENDPOINT_URL": aws.details["endpoint"],
+            "COGNITO_ENDPOINT": aws.details["endpoint"],
+            "COGNITO_USER_POOL_ID": aws.details["userPoolId"],
+            "COGNITO_CLIENT_ID": aws.details["userPoolClientId"],
+        })
+        # moto takes any credentials; the local functions must not sign with a developer's real ones.
+        os.environ.update({"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"})
+        os.environ.pop("AWS_SESSION_TOKEN", None)
+        self.lines.append(f"aws     {aws.details['endpoint']} (moto: Cognito pool {aws.details['userPoolId']},"
+                          f" client {aws.details['userPoolClientId']}; demo users user1..24@example.com)")
 
     # -- functions -------------------------------------------------------------------------------
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
@@ -207,16 +226,21 @@ class Stack:
 
 
 def demo_booking() -> str:
-    """Book a stay through the API, as a client would, and say what came back (make run shows it)."""
+    """Sign in as the first demo user and book a stay through the API, as a client would, and say what came back
+    (make run shows it)."""
     import datetime as dt
     import random
 
+    from infra.local.token import DEFAULT_USER, id_token
+
+    token = id_token(DEFAULT_USER)
     for _ in range(3):  # far-future random dates: a rerun on the same database still finds free nights
         check_in = dt.date.today() + dt.timedelta(days=random.randint(60, 3000))
-        body = {"user_id": 1, "listing_id": 7, "check_in": check_in.isoformat(),
+        body = {"listing_id": 7, "check_in": check_in.isoformat(),
                 "check_out": (check_in + dt.timedelta(days=3)).isoformat(), "guests": 2, "payment_token": "tok_visa"}
         request = urllib.request.Request(api_url() + "/v1/bookings", data=json.dumps(body).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": "application/json",
+                                                  "Authorization": f"Bearer {token}"})
         started = time.monotonic()
         try:
             with urllib.request.urlopen(request, timeout=15) as response:
@@ -228,7 +252,7 @@ def demo_booking() -> str:
         took_ms = (time.monotonic() - started) * 1000
         if status != 409:
             break
-    return (f"demo    POST /v1/bookings {json.dumps(body)}\n"
+    return (f"demo    POST /v1/bookings as {DEFAULT_USER} {json.dumps(body)}\n"
             f"        → {status} in {took_ms:.0f} ms: {json.dumps(answer)}")
 
 

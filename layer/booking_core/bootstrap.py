@@ -19,12 +19,14 @@ if TYPE_CHECKING:
         ChangeLog,
         DecisionStore,
         EmailOutbox,
+        IdentityDirectory,
         Mailer,
         PaymentProvider,
         Publisher,
         ReadModel,
         RetryStore,
         RetryTable,
+        UserAccounts,
     )
 
 T = TypeVar("T")
@@ -141,3 +143,15 @@ def read_model() -> ReadModel:
     from booking_core.adapters.redis_read_model import RedisReadModel
 
     return _get("read_model", RedisReadModel)
+
+
+def user_accounts() -> UserAccounts:
+    from booking_core.adapters.mysql_users import MySqlUserAccounts
+
+    return _get("user_accounts", lambda: MySqlUserAccounts(connections()))
+
+
+def identity_directory() -> IdentityDirectory:
+    from booking_core.adapters.cognito_directory import CognitoIdentityDirectory
+
+    return _get("identity_directory", CognitoIdentityDirectory)

@@ -58,6 +58,12 @@ def redis_url() -> str:
     return _env("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+def redis_socket_timeout_s() -> float:
+    """How long a Redis reply may take before the command fails (a hung Redis must not hang a request); blocking
+    waits are cut into slices below it (adapters/redis_decision_store.BLOCK_SLICE_S)."""
+    return max(3.0, _float("REDIS_SOCKET_TIMEOUT_S", 5.0))
+
+
 def redis_prefix() -> str:
     """Every Redis key of ours starts with this, so stacks and test runs never touch each other's keys."""
     return _env("REDIS_PREFIX", "bk:")
@@ -111,6 +117,16 @@ def decision_timeout_s() -> float:
 def decision_ttl_s() -> int:
     """How long the decision store keeps a request's status (the status endpoint reads it)."""
     return _int("DECISION_TTL_S", 7 * 24 * 3600)
+
+
+def max_pending_per_user() -> int:
+    """Requests one user may have awaiting a decision at once (queued ones do not count); 0: no limit."""
+    return _int("MAX_PENDING_PER_USER", 10)
+
+
+def pending_stale_s() -> float:
+    """A request still awaiting a decision after this long no longer counts against its user's limit."""
+    return _float("PENDING_STALE_S", 600.0)
 
 
 def api_port() -> int:

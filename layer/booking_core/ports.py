@@ -117,8 +117,10 @@ class Publisher(Protocol):
 
 
 class DecisionStore(Protocol):
-    def claim(self, booking_key: str, request_hash: str) -> tuple[bool, str | None, Decision | None]:
-        """Mark the key pending if it is new. Returns (created, stored request_hash, stored decision)."""
+    def claim(self, booking_key: str, request_hash: str, user_id: int,
+              max_pending: int = 0) -> tuple[bool, str | None, Decision | None] | None:
+        """Mark the key pending if it is new. Returns (created, stored request_hash, stored decision), or None when
+        the key is new and `user_id` already has `max_pending` requests awaiting a decision (0: no limit)."""
         ...
 
     def save(self, decision: Decision) -> bool:
@@ -162,6 +164,21 @@ class RetryStore(Protocol):
 
     def count_waiting(self) -> int:
         """Rows still pending or in flight after this run."""
+        ...
+
+
+# -- accounts -----------------------------------------------------------------------------------------------
+
+
+class UserAccounts(Protocol):
+    def ensure_user(self, email: str, name: str) -> int:
+        """The id of the user with this address, created if there is none."""
+        ...
+
+
+class IdentityDirectory(Protocol):
+    def link_user(self, user_pool_id: str, username: str, user_id: int) -> None:
+        """Store the user id on the identity, so the tokens it is issued name the user."""
         ...
 
 

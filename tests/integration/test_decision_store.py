@@ -19,21 +19,24 @@ def store(redis_client):
     return RedisDecisionStore(client=redis_client)
 
 
+USER = 77
+
+
 def _key() -> str:
-    return f"store-{uuid.uuid4().hex}"
+    return model.scoped_booking_key(USER, f"store-{uuid.uuid4().hex}")
 
 
 def test_a_new_key_is_claimed_once_and_the_second_claim_sees_the_first_hash_and_pending(store):
     key = _key()
-    assert store.claim(key, "hash-a") == (True, "hash-a", None)
-    created, stored_hash, decision = store.claim(key, "hash-b")
+    assert store.claim(key, "hash-a", USER) == (True, "hash-a", None)
+    created, stored_hash, decision = store.claim(key, "hash-b", USER)
     assert (created, stored_hash, decision.status) == (False, "hash-a", model.PENDING)
 
 
 @pytest.mark.parametrize("known_pending", [False, True])  # True: the API's claim → publish → wait path
 def test_a_decision_saved_before_the_wait_answers_it_at_once(store, known_pending):
     key = _key()
-    store.claim(key, "h")
+    store.claim(key, "h", USER)
     store.save(Decision(key, model.CONFIRMED, booking_id=7))
     decision = store.wait_decided(key, 5, known_pending=known_pending)
     assert decision.status == model.CONFIRMED and decision.booking_id == 7
@@ -41,7 +44,7 @@ def test_a_decision_saved_before_the_wait_answers_it_at_once(store, known_pendin
 
 def test_two_waiters_on_one_key_both_wake_and_the_wake_list_keeps_an_expiry(store, redis_client):
     key = _key()
-    store.claim(key, "h")
+    store.claim(key, "h", USER)
     answers = []
     waiters = [threading.Thread(target=lambda: answers.append(store.wait_decided(key, 5))) for _ in range(2)]
     for waiter in waiters:
@@ -57,5 +60,27 @@ def test_two_waiters_on_one_key_both_wake_and_the_wake_list_keeps_an_expiry(stor
 
 def test_a_wait_without_a_decision_ends_pending_after_its_timeout(store):
     key = _key()
-    store.claim(key, "h")
+    store.claim(key, "h", USER)
     assert store.wait_decided(key, 0.3).status == model.PENDING
+
+
+def test_a_user_at_the_pending_limit_claims_no_new_key_until_one_is_decided(store, redis_client):
+    user = int(uuid.uuid4().int % 10**9) + 10**6
+    keys = [model.scoped_booking_key(user, f"limit-{i}") for i in range(4)]
+    for key in keys[:3]:
+        assert store.claim(key, "h", user, max_pending=3)[0] is True
+    assert store.claim(keys[3], "h", user, max_pending=3) is None
+    assert not redis_client.exists(store._keys(keys[3])[0])  # nothing written for the refused key
+    assert store.claim(keys[0], "h", user, max_pending=3)[0] is False  # a known key is never refused
+    store.save(Decision(keys[0], model.QUEUED))  # queued no longer awaits a decision
+    assert store.claim(keys[3], "h", user, max_pending=3)[0] is True
+    assert 0 < redis_client.pttl(f"{store.prefix}pending:{user}")  # the set expires when nobody uses it
+
+
+def test_a_request_pending_longer_than_the_stale_bound_stops_counting(store, monkeypatch):
+    user = int(uuid.uuid4().int % 10**9) + 10**6
+    monkeypatch.setenv("PENDING_STALE_S", "0.2")
+    assert store.claim(model.scoped_booking_key(user, "old"), "h", user, max_pending=1)[0] is True
+    assert store.claim(model.scoped_booking_key(user, "new"), "h", user, max_pending=1) is None
+    time.sleep(0.3)
+    assert store.claim(model.scoped_booking_key(user, "new"), "h", user, max_pending=1)[0] is True

@@ -31,6 +31,8 @@ def _kind(event: dict) -> str:
         return "api"
     if "eventSource" in event:
         return "kafka"
+    if "triggerSource" in event:
+        return "cognito"
     return "schedule"
 
 
@@ -39,6 +41,7 @@ def _function_kinds(function: template.Function) -> set[str]:
     for event in function.events:
         kinds |= {"api"} if event.type == "Api" else {"kafka"} if event.type in KAFKA_TYPES else set()
         kinds |= {"schedule"} if event.type in SCHEDULE_TYPES else set()
+        kinds |= {"cognito"} if event.type == "Cognito" else set()
     return kinds
 
 
@@ -74,10 +77,16 @@ def _record_keys(event: dict) -> set[str]:
 
 @pytest.mark.parametrize("function, event_path", sample_events(), ids=lambda v: getattr(v, "name", v))
 def test_invoke_runs_the_function_with_its_sample_event_and_prints_the_result(
-        function, event_path, mysql_db, redis_client, kafka_broker):
+        function, event_path, mysql_db, redis_client, kafka_broker, request):
     event = json.loads(event_path.read_text())
+    aws = {}
+    if _kind(event) == "cognito":  # the trigger calls Cognito back: the local endpoint of the running stack
+        from infra.local.token import web_config
 
-    result = _invoke(function, event_path)
+        aws = {"AWS_ENDPOINT_URL": web_config(request.getfixturevalue("stack"))["cognitoEndpoint"],
+               "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+
+    result = _invoke(function, event_path, **aws)
 
     assert result.returncode == 0, result.stdout + result.stderr
     answer = json.loads(result.stdout)
@@ -89,7 +98,11 @@ def test_invoke_runs_the_function_with_its_sample_event_and_prints_the_result(
         assert isinstance(answer["statusCode"], int) and answer["statusCode"] < 500, answer
         assert isinstance(answer["body"], str) and isinstance(answer["headers"], dict)
         if event["httpMethod"] == "POST":
-            assert json.loads(answer["body"])["booking_key"] == event["headers"]["Idempotency-Key"]
+            # the key is the signed-in user's (the sample's claims name user 1)
+            assert json.loads(answer["body"])["booking_key"] == "1." + event["headers"]["Idempotency-Key"]
+    elif kind == "cognito":  # Cognito requires the event back; the user is linked to its MySQL row
+        assert answer == event
+        assert any(line["message"] == "user registered" and line["user_id"] == 1 for line in lines), result.stderr
     elif kind == "kafka":
         keys = _record_keys(event)
         assert sum(answer.values()) == len(keys), answer

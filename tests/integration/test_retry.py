@@ -93,7 +93,13 @@ def park(key: str, request: RequestBooking, reason: str = "publish_failed", erro
 
 
 def new_key(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+    """A booking key of demo user 1 (the `http` fixture's user), as the API stores it: "1.<Idempotency-Key>"."""
+    return f"1.{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def idempotency_key(booking_key: str) -> str:
+    """The Idempotency-Key a client sends for a booking key of new_key()."""
+    return booking_key.split(".", 1)[1]
 
 
 # ---- the API cannot publish -----------------------------------------------------------------------------
@@ -123,7 +129,8 @@ def test_a_request_the_api_cannot_publish_is_queued_then_redriven_to_one_confirm
         started = time.monotonic()
         with Client(app) as client:
             response = client.http.post("/v1/bookings", body=json.dumps(body),
-                                        headers={"Content-Type": "application/json", "Idempotency-Key": key})
+                                        headers={"Content-Type": "application/json",
+                                                 "Idempotency-Key": idempotency_key(key), **http.auth_headers()})
         print(f"\nPOST with a frozen broker answered {response.status_code} in "
               f"{time.monotonic() - started:.2f}s (PUBLISH_TIMEOUT_S=1, DECISION_TIMEOUT_S="
               f"{config.decision_timeout_s():g})")
@@ -161,7 +168,7 @@ def test_a_provider_outage_queues_the_request_and_the_retry_run_confirms_it_once
     key = new_key("outage")
     set_sandbox_outage(bootstrap.connections(), True)
     try:
-        response = http.post("/v1/bookings", booking_body(listing_id=27), headers={"Idempotency-Key": key})
+        response = http.post("/v1/bookings", booking_body(listing_id=27), headers={"Idempotency-Key": idempotency_key(key)})
     finally:
         set_sandbox_outage(bootstrap.connections(), False)
     assert (response.status, response.body["status"]) == (202, "queued"), response.body
@@ -184,7 +191,7 @@ def test_a_provider_outage_queues_the_request_and_the_retry_run_confirms_it_once
 def test_a_request_still_failing_after_the_maximum_attempts_is_dead_with_its_error_kept(http):
     key = new_key("dead")
     response = http.post("/v1/bookings", booking_body(listing_id=28, token="tok_processingError"),
-                         headers={"Idempotency-Key": key})
+                         headers={"Idempotency-Key": idempotency_key(key)})
     assert (response.status, response.body["status"]) == (202, "queued"), response.body
 
     now = dt.datetime.now(dt.UTC)

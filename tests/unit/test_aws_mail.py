@@ -16,7 +16,7 @@ SENDER = "bookings@example.com"
 
 def _confirmation() -> Email:
     return confirmation_email(
-        booking_id=4711, booking_key="key-4711", recipient="user3@example.com", guest_name="Carla 3",
+        booking_id=4711, recipient="user3@example.com", guest_name="Carla 3",
         listing_title="Loft in Paris #9", city="Paris", check_in=dt.date(2030, 3, 1),
         check_out=dt.date(2030, 3, 4), guests=2, amount_cents=42050, currency="EUR")
 
@@ -26,8 +26,17 @@ def test_the_confirmation_names_the_booking_in_the_subject_and_listing_dates_and
 
     assert mail.recipient == "user3@example.com"
     assert mail.subject == "Booking #4711 confirmed: Loft in Paris #9"
-    for text in ("Loft in Paris #9", "2030-03-01", "2030-03-04", "3 nights", "420.50 EUR", "key-4711"):
+    for text in ("Loft in Paris #9", "2030-03-01", "2030-03-04", "3 nights", "420.50 EUR", "Reference:  booking #4711"):
         assert text in mail.body
+
+
+def test_the_confirmation_is_made_only_of_the_booking_the_user_and_the_listing():
+    """The Idempotency-Key once appeared as the reference: anyone could make the platform email any text."""
+    import inspect
+
+    assert set(inspect.signature(confirmation_email).parameters) == {
+        "booking_id", "recipient", "guest_name", "listing_title", "city", "check_in", "check_out", "guests",
+        "amount_cents", "currency"}
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 import io
 import json
 import logging
+import uuid
 
 import pytest
 
@@ -48,3 +49,22 @@ def test_an_explicit_booking_key_wins_and_exceptions_stay_on_one_json_line(log_l
     (line,) = lines()
     assert line["correlation_id"] == "inner"
     assert "RuntimeError: provider down" in line["exception"]
+
+
+@pytest.mark.parametrize("secret", [
+    "eyJraWQiOiJkdW1teSJ9.eyJzdWIiOiI1ODMyNzI0ZiIsImVtYWlsIjoiYUBiLmMifQ.c2lnbmF0dXJlLXBhcnQ",
+    "user3@example.com", "first.last+tag@mail.example.org", "tok_visa", "tok_chargeDeclined", "pm_card_visa",
+    "sk_test_51Abc",
+])
+def test_no_token_email_address_or_payment_token_reaches_a_log_line(secret):
+    stream = io.StringIO()
+    logger = logging.getLogger(f"secrets-{uuid.uuid4().hex}")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("test"))
+    logger.addHandler(handler)
+    try:
+        raise ValueError(f"a library quoting what it refused: {secret!r}")
+    except ValueError:
+        logger.exception("send failed: %s", secret, extra={"error": f"MessageRejected: {secret}"})
+    line = stream.getvalue()
+    assert secret not in line and json.loads(line)["message"].startswith("send failed: <")

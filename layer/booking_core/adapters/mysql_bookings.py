@@ -97,7 +97,12 @@ class MySqlBookingRepository:
             (hold.booking_id, booking_key, hold.user_id, hold.amount_cents, hold.currency, provider,
              provider_ref, status),
         )
-        return int(cur.lastrowid)
+        if cur.lastrowid:
+            return int(cur.lastrowid)
+        # The key's payment already existed and nothing changed: on a table with triggers (the change log's) the
+        # insert id is then 0, LAST_INSERT_ID(id) or not.
+        cur.execute("SELECT id FROM payments WHERE booking_key=%s", (booking_key,))
+        return int(cur.fetchone()["id"])
 
     def confirm(self, booking_key: str, request: RequestBooking, hold: Hold, provider: str,
                 provider_ref: str) -> Decision:

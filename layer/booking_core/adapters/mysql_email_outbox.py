@@ -31,7 +31,7 @@ def enqueue_confirmation_email(cur: Cursor, booking_key: str, request: RequestBo
                     extra={"booking_id": hold.booking_id, "user_id": hold.user_id})
         return
     email = confirmation_email(
-        booking_id=hold.booking_id, booking_key=booking_key, recipient=row["email"], guest_name=row["name"],
+        booking_id=hold.booking_id, recipient=row["email"], guest_name=row["name"],
         listing_title=row["title"], city=row["city"], check_in=request.check_in, check_out=request.check_out,
         guests=request.guests, amount_cents=hold.amount_cents, currency=hold.currency,
     )

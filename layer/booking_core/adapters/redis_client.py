@@ -21,7 +21,7 @@ def get_redis(url: str | None = None) -> redis.Redis:
             if client is None:
                 pool = redis.BlockingConnectionPool.from_url(
                     url, max_connections=256, timeout=5, socket_connect_timeout=2, health_check_interval=30,
-                    decode_responses=True,
+                    socket_timeout=config.redis_socket_timeout_s(), decode_responses=True,
                 )
                 client = _clients[url] = redis.Redis(connection_pool=pool)
     return client

@@ -3,6 +3,10 @@
 Per booking key:
 - `{prefix}req:{key}`   hash: status, request_hash, decision (JSON), TTL = DECISION_TTL_S
 - `{prefix}wake:{key}`  list: the listener pushes one token per decision; waiters BLPOP it
+Per user:
+- `{prefix}pending:{user_id}` sorted set: the user's keys awaiting a decision, score = claim time (ms); a key
+  leaves it when any non-pending decision (final or queued) is saved, or after PENDING_STALE_S (a lost request
+  must not hold the user's quota for ever); the set expires with its newest member.
 The entry is written *before* the request is published, so a decision can never arrive for a key
 that nobody is watching; the wake list keeps the token even if the waiter has not started waiting yet.
 """
@@ -16,10 +20,11 @@ import redis
 
 from booking_core import config
 from booking_core.adapters.redis_client import PrefixedRedis
-from booking_core.domain.model import PENDING, Decision
+from booking_core.domain.model import PENDING, Decision, owner_of_booking_key
 
 # A final decision (confirmed/rejected) is never replaced by a non-final one (pending/queued), so a late
-# "queued" message cannot hide the answer; then wake the waiters.
+# "queued" message cannot hide the answer; then wake the waiters. A key no longer pending leaves its user's
+# pending set (KEYS[3], when the key names a user).
 _SAVE = """
 local current = redis.call('HGET', KEYS[1], 'status')
 local incoming_final = ARGV[3] == '1'
@@ -30,14 +35,26 @@ redis.call('HSET', KEYS[1], 'status', ARGV[1], 'decision', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('RPUSH', KEYS[2], '1')
 redis.call('EXPIRE', KEYS[2], ARGV[5])
+if KEYS[3] and ARGV[1] ~= 'pending' then
+  redis.call('ZREM', KEYS[3], ARGV[6])
+end
 return 1
 """
 
-# Claim in one round trip: mark the key pending if it is new, else return what is stored.
+# Claim in one round trip: a new key is marked pending (unless its user is at the limit of keys awaiting a
+# decision: then {2} and nothing is written); a known key returns what is stored.
 _CLAIM = """
-if redis.call('HSETNX', KEYS[1], 'request_hash', ARGV[1]) == 1 then
-  redis.call('HSETNX', KEYS[1], 'status', 'pending')
-  redis.call('HSETNX', KEYS[1], 'decision', ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local limit = tonumber(ARGV[5])
+  if limit > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[4]) - tonumber(ARGV[6]))
+    if redis.call('ZCARD', KEYS[2]) >= limit then
+      return {2}
+    end
+    redis.call('ZADD', KEYS[2], ARGV[4], ARGV[7])
+    redis.call('PEXPIRE', KEYS[2], ARGV[6])
+  end
+  redis.call('HSET', KEYS[1], 'request_hash', ARGV[1], 'status', 'pending', 'decision', ARGV[2])
   redis.call('EXPIRE', KEYS[1], ARGV[3])
   return {1}
 end
@@ -56,6 +73,9 @@ return decision
 """
 
 WAKE_TTL_S = 120
+# Longest single BLPOP of a wait: below the client's socket timeout (REDIS_SOCKET_TIMEOUT_S, at least 3 s), which
+# would otherwise end a longer block with a TimeoutError; a wait is as many slices as its timeout needs.
+BLOCK_SLICE_S = 2.0
 
 
 class RedisDecisionStore(PrefixedRedis):
@@ -77,11 +97,21 @@ class RedisDecisionStore(PrefixedRedis):
     def _keys(self, booking_key: str) -> tuple[str, str]:
         return f"{self.prefix}req:{booking_key}", f"{self.prefix}wake:{booking_key}"
 
-    def claim(self, booking_key: str, request_hash: str) -> tuple[bool, str | None, Decision | None]:
-        """Mark the key pending if it is new. Returns (created, stored request_hash, stored decision)."""
+    def _pending_set(self, user_id: int) -> str:
+        return f"{self.prefix}pending:{user_id}"
+
+    def claim(self, booking_key: str, request_hash: str, user_id: int,
+              max_pending: int = 0) -> tuple[bool, str | None, Decision | None] | None:
+        """Mark the key pending if it is new (and its user below `max_pending` keys awaiting a decision, when that
+        is set). Returns (created, stored request_hash, stored decision), or None for a new key over the limit."""
         entry, _ = self._keys(booking_key)
         pending = json.dumps({"booking_key": booking_key, "status": PENDING})
-        reply = self._script(_CLAIM)(keys=[entry], args=[request_hash, pending, self.ttl_s])
+        reply = self._script(_CLAIM)(
+            keys=[entry, self._pending_set(user_id)],
+            args=[request_hash, pending, self.ttl_s, int(time.time() * 1000), max_pending,
+                  int(config.pending_stale_s() * 1000), booking_key])
+        if reply[0] == 2:
+            return None
         if reply[0] == 1:
             return True, request_hash, None
         _, stored_hash, decision_json = reply
@@ -90,10 +120,11 @@ class RedisDecisionStore(PrefixedRedis):
     def save(self, decision: Decision) -> bool:
         """Store a decision and wake its waiters; False when a final decision was already there."""
         entry, wake = self._keys(decision.booking_key)
+        owner = owner_of_booking_key(decision.booking_key)
         return bool(self._script(_SAVE)(
-            keys=[entry, wake],
+            keys=[entry, wake] + ([self._pending_set(owner)] if owner is not None else []),
             args=[decision.status, json.dumps(decision.to_dict()), "1" if decision.is_final else "0",
-                  self.ttl_s, WAKE_TTL_S],
+                  self.ttl_s, WAKE_TTL_S, decision.booking_key],
         ))
 
     def get(self, booking_key: str) -> Decision | None:
@@ -115,7 +146,7 @@ class RedisDecisionStore(PrefixedRedis):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            popped = self.redis.blpop([wake], timeout=max(remaining, 0.01))
+            popped = self.redis.blpop([wake], timeout=min(max(remaining, 0.01), BLOCK_SLICE_S))
             if popped is None:
                 decision = self.get(booking_key)
                 continue

@@ -150,6 +150,33 @@ def parse_booking_request(body: object, today: dt.date | None = None) -> Request
     return RequestBooking(user_id, listing_id, check_in, check_out, guests, str(token))
 
 
+class ForeignUser(Exception):
+    """A request names another user than the signed-in one."""
+
+
+def parse_users_booking_request(body: object, user_id: int, today: dt.date | None = None) -> RequestBooking:
+    """A signed-in user's booking body: the user is the caller. A body may leave `user_id` out or name the caller;
+    naming anyone else raises ForeignUser (after the usual validation, so a malformed body is still a 400)."""
+    if isinstance(body, dict) and "user_id" not in body:
+        body = {**body, "user_id": user_id}
+    request = parse_booking_request(body, today)
+    if request.user_id != user_id:
+        raise ForeignUser(f"the body names user {request.user_id}")
+    return request
+
+
+def scoped_booking_key(user_id: int, key: str) -> str:
+    """Idempotency keys are the caller's own: the key stored everywhere is the user's id, a dot, and the key, so
+    two users sending the same Idempotency-Key never meet, and a key tells whose request it is."""
+    return f"{user_id}.{key}"
+
+
+def owner_of_booking_key(booking_key: str) -> int | None:
+    """The user a scoped booking key belongs to (None for a key of no user)."""
+    owner, dot, _ = booking_key.partition(".")
+    return int(owner) if dot and owner.isascii() and owner.isdigit() else None
+
+
 def stay_has_begun(request: RequestBooking, today: dt.date | None = None) -> bool:
     """A request decided after its check-in day (a request re-driven late) can no longer be booked."""
     return request.check_in < (today or dt.datetime.now(dt.UTC).date())

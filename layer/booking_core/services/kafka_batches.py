@@ -1,12 +1,11 @@
 """Per-record processing of Lambda Kafka batches: one bad record never blocks its partition.
 
 A record that cannot be read is answered with a `rejected`/`invalid_request` decision when it has a key, or
-logged (with its position and raw value) and counted when it has none. Outages raise, so Lambda retries the
+logged (with its position; never its value, which carries a payment token) and counted when it has none. Outages raise, so Lambda retries the
 whole batch; every step is idempotent, so the retried records change nothing twice.
 """
 from __future__ import annotations
 
-import base64
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -36,14 +35,17 @@ def _records(event: dict, summary: BatchSummary) -> Iterator[KafkaRecord]:
             yield parse_record(raw)
         except (KeyError, ValueError, TypeError) as exc:
             summary.counts["unreadable"] += 1
-            log.error("unreadable Kafka record skipped", extra={"raw_record": str(raw)[:2000], "error": str(exc)})
+            # Not the record itself: its value carries a payment token. Where it is and what was wrong.
+            log.error("unreadable Kafka record skipped", extra={
+                "topic": raw.get("topic") if isinstance(raw, dict) else None,
+                "partition": raw.get("partition") if isinstance(raw, dict) else None,
+                "offset": raw.get("offset") if isinstance(raw, dict) else None, "error": type(exc).__name__})
 
 
 def _log_unkeyed(record: KafkaRecord, errors: dict, summary: BatchSummary) -> None:
     summary.counts["invalid_without_key"] += 1
     log.error("invalid record without a key: logged and skipped", extra={
-        "position": record.position, "errors": errors,
-        "value_b64": base64.b64encode(record.value or b"").decode()[:2000]})
+        "position": record.position, "errors": errors, "value_bytes": len(record.value or b"")})
 
 
 def process_booking_requests(event: dict, repo: BookingRepository, payments: PaymentProvider,

@@ -26,31 +26,44 @@ class Submission:
     booking_key: str
 
 
+_KEY_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
 def valid_booking_key(value: str | None) -> str | None:
-    """An Idempotency-Key header is accepted as the booking key if it is 1-64 printable ASCII characters."""
+    """An Idempotency-Key header: 1-64 of the characters a URL path carries as they are (letters, digits, - . _ ~),
+    since the key is part of the request's status URL."""
     if value is None:
         return None
-    if not (1 <= len(value) <= MAX_KEY_LENGTH) or not all(33 <= ord(c) < 127 for c in value):
-        raise model.ValidationError({"Idempotency-Key": f"must be 1-{MAX_KEY_LENGTH} printable ASCII characters"})
+    if not (1 <= len(value) <= MAX_KEY_LENGTH) or not set(value) <= _KEY_CHARACTERS:
+        raise model.ValidationError({"Idempotency-Key": f"must be 1-{MAX_KEY_LENGTH} characters from A-Z a-z 0-9 - . _ ~"})
     return value
+
+
+class TooManyPending(Exception):
+    """The user already has as many requests awaiting a decision as one account may."""
 
 
 def submit_booking(request: RequestBooking, idempotency_key: str | None, store: DecisionStore,
                    publisher: Publisher, retry_table: RetryTable, requests_topic: str,
-                   timeout_s: float) -> Submission:
+                   timeout_s: float, max_pending: int = 0) -> Submission:
     """Claim the key in the decision store, publish the request, wait for the decision.
 
-    The key is marked pending *before* publishing, so the decision cannot arrive before anyone looks for it.
-    A request that cannot be published is parked in the retry table and answered `queued`.
+    The key is the user's (`model.scoped_booking_key`). It is marked pending *before* publishing, so the decision
+    cannot arrive before anyone looks for it; a new key is refused (TooManyPending) while the user has
+    `max_pending` requests awaiting a decision (0: no limit). A request that cannot be published is parked in the
+    retry table and answered `queued`.
     """
-    booking_key = idempotency_key or uuid.uuid4().hex
+    booking_key = model.scoped_booking_key(request.user_id, idempotency_key or uuid.uuid4().hex)
     with correlated(booking_key):
-        return _submit(booking_key, request, store, publisher, retry_table, requests_topic, timeout_s)
+        return _submit(booking_key, request, store, publisher, retry_table, requests_topic, timeout_s, max_pending)
 
 
 def _submit(booking_key: str, request: RequestBooking, store: DecisionStore, publisher: Publisher,
-            retry_table: RetryTable, requests_topic: str, timeout_s: float) -> Submission:
-    created, stored_hash, stored = store.claim(booking_key, request.fingerprint())
+            retry_table: RetryTable, requests_topic: str, timeout_s: float, max_pending: int) -> Submission:
+    claim = store.claim(booking_key, request.fingerprint(), request.user_id, max_pending)
+    if claim is None:
+        raise TooManyPending(booking_key)
+    created, stored_hash, stored = claim
     if not created:
         if stored_hash != request.fingerprint():
             raise IdempotencyKeyReused(booking_key)
