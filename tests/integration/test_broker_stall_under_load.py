@@ -1,7 +1,7 @@
 """The local stack under HTTP load while its broker stalls for four seconds (SIGSTOP, then SIGCONT).
 
-The broker paused here is this test run's own (started by the `kafka_broker` fixture, a child of pytest), never a
-broker of anyone else.
+The broker paused here is this test run's own (started by the `kafka_broker` fixture, a child of pytest),
+never a broker of anyone else.
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CLIENTS = 16
 STALL_S = 4.0
-# Correctness bounds, not speed targets: a stack that recovers at all decides within a few publish timeouts and
-# poller back-offs of the broker answering again; one that never recovers fails here.
+# Correctness bounds, not speed targets: a stack that recovers at all decides within a few publish timeouts
+# and poller back-offs of the broker answering again; one that never recovers fails here.
 RECOVERY_BOUND_S = 45.0
 SETTLE_BOUND_S = 60.0
 LISTINGS = range(31, 41)  # the other booking tests use lower ids; each request here books its own night
@@ -37,8 +37,9 @@ def _one_night() -> dict:
     """A booking of a night nobody else books: confirmed whenever it is decided."""
     n = next(_nights)
     check_in = dt.date.today() + dt.timedelta(days=3000 + n // len(LISTINGS))
-    return {"user_id": 1 + n % 20, "listing_id": LISTINGS[n % len(LISTINGS)], "check_in": check_in.isoformat(),
-            "check_out": (check_in + dt.timedelta(days=1)).isoformat(), "guests": 1, "payment_token": "tok_visa"}
+    return {"user_id": 1 + n % 20, "listing_id": LISTINGS[n % len(LISTINGS)],
+            "check_in": check_in.isoformat(), "check_out": (check_in + dt.timedelta(days=1)).isoformat(),
+            "guests": 1, "payment_token": "tok_visa"}
 
 
 def _partition(key: str) -> int:
@@ -54,7 +55,7 @@ def _key_on_partition(partition: int, prefix: str) -> str:
 
 
 def _run_broker_pid() -> int:
-    """The pid of this run's Tansu broker: a child of this pytest process listening on the run's KAFKA_PORT."""
+    """The pid of this run's Tansu broker: a child of this pytest process, listening on KAFKA_PORT."""
     listen = f"127.0.0.1:{config.kafka_port()}"
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

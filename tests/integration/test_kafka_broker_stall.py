@@ -29,8 +29,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOPIC = "stall-test"
 PARTITIONS = 6
 STALL_S = 4.0
-# A correctness bound, not a speed target: a publisher that recovers at all does so within a publish timeout or
-# two of the broker answering again; one that never recovers fails here instead of hanging the suite.
+# A correctness bound, not a speed target: a publisher that recovers at all does so within a publish timeout
+# or two of the broker answering again; one that never recovers fails here instead of hanging the suite.
 RECOVERY_BOUND_S = 15.0
 
 
@@ -100,9 +100,9 @@ def _retried_batch_expires_during_the_stall() -> KafkaProducer:
     """The production settings, except that a produce request times out at 1 s and a batch expires at 2.5 s: a
     batch in flight when the broker stops is retried once, then expires while the broker is still stopped.
 
-    With the production settings (delivery timeout = request timeout + 1 ms) that happens only to a batch sent
-    within about a millisecond of its creation, so the stall wedges kafka-python 3.0.12's producer in most runs,
-    not all; with these settings in every run (see docs/decisions.md, 2026-11-25).
+    With the production settings (delivery timeout = request timeout + 1 ms) that happens only to a batch
+    sent within about a millisecond of its creation, so the stall wedges kafka-python 3.0.12's producer in
+    most runs, not all; with these settings in every run (see docs/decisions.md, 2026-11-25).
     """
     return KafkaProducer(**{**producer_settings(), "request_timeout_ms": 1000, "delivery_timeout_ms": 2500})
 

@@ -29,8 +29,8 @@ class FakeSender:
 
 
 class FakeProducer:
-    """Sends succeed or fail in the given order (True = acknowledged); close() can be made to fail as kafka-python
-    3.0.12's does when a record is stuck (it flushes first)."""
+    """Sends succeed or fail in the given order (True = acknowledged); close() can be made to fail as
+    kafka-python 3.0.12's does when a record is stuck (it flushes first)."""
 
     def __init__(self, outcomes=(), stuck=False):
         self.outcomes = list(outcomes)
@@ -116,8 +116,8 @@ def test_a_producer_stuck_with_undeliverable_records_is_still_closed():
 
 
 def test_a_failure_seen_late_on_a_producer_already_replaced_keeps_the_new_one():
-    # Two API threads published on the same producer; both publishes fail, the second failure arrives after the
-    # first thread has already replaced the producer and the next publish has built a new one.
+    # Two API threads published on the same producer; both publishes fail, the second failure arrives after
+    # the first thread has already replaced the producer and the next publish has built a new one.
     failed, fresh = FakeProducer([False, False]), FakeProducer()
     publisher = KafkaPublisher(Factory(failed, fresh))
     late = publisher._send(publisher._current(), "t", "late", b"{}", None)

@@ -35,8 +35,8 @@ def test_a_batch_whose_decisions_cannot_be_published_is_retried_with_a_growing_b
     event = template.Event("Requests", "MSK", {"Topics": ["booking-requests"]})
     stop = RecordingStop()
     poller = KafkaPoller(function, event, handler=handler, stop=stop)
-    record = SimpleNamespace(topic="booking-requests", partition=0, offset=7, timestamp=0, key=b"k", value=b"{}",
-                             headers=[])
+    record = SimpleNamespace(topic="booking-requests", partition=0, offset=7, timestamp=0, key=b"k",
+                             value=b"{}", headers=[])
 
     poller._invoke_until_success([record])
 

@@ -86,12 +86,12 @@ def new_producer() -> KafkaProducer:
 class KafkaPublisher:
     """Keyed JSON publishing with a correlation header; one producer per process, created on first use.
 
-    A producer that failed to deliver a record is closed and the next send builds a new one. kafka-python 3.0.12
-    can leave an idempotent producer without a producer id for good after a batch it had retried expires (a
-    short broker stall is enough; see docs/decisions.md, 2026-11-25): every later record then waits forever. A
-    new producer costs a few milliseconds once the broker answers; the records of a failed flush or publish are
-    sent again by their caller (the poller retries the batch, the API parks the request), and their consumers
-    are idempotent.
+    A producer that failed to deliver a record is closed and the next send builds a new one. kafka-python
+    3.0.12 can leave an idempotent producer without a producer id for good after a batch it had retried
+    expires (a short broker stall is enough; see docs/decisions.md, 2026-11-25): every later record then
+    waits for ever. A new producer costs a few milliseconds once the broker answers; the records of a failed
+    flush or publish are sent again by their caller (the poller retries the batch, the API parks the
+    request), and their consumers are idempotent.
     """
 
     def __init__(self, producer_factory=new_producer):
@@ -104,8 +104,8 @@ class KafkaPublisher:
         self._unflushed: list[tuple[KafkaProducer, object]] = []  # (producer, future) since the last flush
 
     def _current(self) -> KafkaProducer:
-        """The producer, built by one thread at a time: callers that waited for a build that failed get its error
-        instead of each waiting for a bootstrap timeout of their own, one after another."""
+        """The producer, built by one thread at a time: callers that waited for a build that failed get its
+        error instead of each waiting for a bootstrap timeout of their own, one after another."""
         producer = self._producer
         if producer is not None:
             return producer
@@ -173,9 +173,9 @@ class KafkaPublisher:
     def flush(self, timeout_s: float | None = None) -> None:
         """Wait until every record sent so far is acknowledged; raise BrokerUnavailable if any was not.
 
-        Each record's own future is awaited (the producer's flush() returns even when a delivery failed): a batch
-        whose decisions were not all written must fail, so that its offsets are not committed. The first failure
-        fails the flush; with linger_ms=0 every record is sent as soon as it is queued.
+        Each record's own future is awaited (the producer's flush() returns even when a delivery failed): a
+        batch whose decisions were not all written must fail, so that its offsets are not committed. The first
+        failure fails the flush; with linger_ms=0 every record is sent as soon as it is queued.
         """
         with self._lock:
             pending, self._unflushed = self._unflushed, []
@@ -185,7 +185,8 @@ class KafkaPublisher:
                 future.get(timeout=max(deadline - time.monotonic(), 0))
             except Exception as exc:  # KafkaTimeoutError, KafkaError
                 self._replace(producer, exc)
-                raise BrokerUnavailable(f"record {position} of {len(pending)} not acknowledged: {exc!r}") from exc
+                raise BrokerUnavailable(
+                    f"record {position} of {len(pending)} not acknowledged: {exc!r}") from exc
 
     def close(self) -> None:
         with self._lock:
@@ -198,10 +199,11 @@ class KafkaPublisher:
 def close_producer(producer: KafkaProducer, timeout_s: float) -> None:
     """Close a producer within about timeout_s, also one whose records can no longer be delivered.
 
-    kafka-python 3.0.12's close() flushes first and raises KafkaTimeoutError when a record is still pending at
-    the timeout (producer/kafka.py, close → flush → record_accumulator.await_flush_completion), before it stops
-    the sender thread, whose sockets would then stay open. So that case stops the sender without waiting:
-    force_close() fails the pending records and closes the network client (producer/sender.py, run()).
+    kafka-python 3.0.12's close() flushes first and raises KafkaTimeoutError when a record is still pending
+    at the timeout (producer/kafka.py, close → flush → record_accumulator.await_flush_completion), before it
+    stops the sender thread, whose sockets would then stay open. So that case stops the sender without
+    waiting: force_close() fails the pending records and closes the network client (producer/sender.py,
+    run()).
     """
     try:
         producer.close(timeout=timeout_s)
