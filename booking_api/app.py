@@ -4,6 +4,7 @@ POST /v1/bookings is the one write entry point: it publishes the request to Kafk
 in the shared decision store. Every read is served from Redis only.
 Deployed as the Lambda handler `app.app` for API Gateway REST proxy events (payload v1).
 """
+import functools
 import json
 import logging
 
@@ -18,25 +19,49 @@ from booking_core.services.submit import IdempotencyKeyReused, submit_booking, v
 logs.setup("booking_api")
 log = logging.getLogger(__name__)
 
-app = Chalice(app_name="booking_api")
-app.log.setLevel(logging.WARNING)
-
 STATUS_PATH = "/v1/bookings/requests/{}"
 
 
-@app.middleware("http")
-def answer_outages_with_503(event, get_response):
-    """A store we depend on is down: say so (503, retryable) instead of an opaque 500."""
+def _outages() -> tuple[type[Exception], ...]:
+    """A backing service did not answer: the client should retry. Imported on the failure path only."""
     from redis.exceptions import RedisError
 
+    from booking_core.adapters.kafka import BrokerUnavailable
     from booking_core.adapters.mysql import DatabaseUnavailable
 
-    try:
-        return get_response(event)
-    except (RedisError, DatabaseUnavailable) as exc:
-        log.error("dependency unavailable", extra={"error": repr(exc)})
-        return _error(503, "service_unavailable", "a backing service is unavailable; retry later",
-                      headers={"Retry-After": "1"})
+    return RedisError, DatabaseUnavailable, BrokerUnavailable
+
+
+def _answering_outages_with_503(view):
+    @functools.wraps(view)
+    def answering(*args, **kwargs):
+        try:
+            return view(*args, **kwargs)
+        except Exception as exc:
+            if not isinstance(exc, _outages()):
+                raise
+            log.error("dependency unavailable", extra={"error": repr(exc)})
+            return _error(503, "service_unavailable", "a backing service is unavailable; retry later",
+                          headers={"Retry-After": "1"})
+
+    return answering
+
+
+class BookingApi(Chalice):
+    """Chalice whose every route answers an outage of a backing service 503 with Retry-After.
+
+    Chalice turns any exception a view raises into its own `500 InternalServerError` before an http middleware
+    sees it (chalice/app.py, RestAPIEventHandler._get_view_function_response; aws/chalice#1884), so the answer
+    wraps each view as it is registered: one place, and no route can be added without it.
+    """
+
+    def route(self, path: str, **kwargs):
+        register = super().route(path, **kwargs)
+        return lambda view: register(_answering_outages_with_503(view))
+
+
+app = BookingApi(app_name="booking_api")
+app.log.setLevel(logging.WARNING)
 
 
 def _error(status: int, error: str, message: str, fields: dict | None = None, headers=None) -> Response:
