@@ -60,7 +60,9 @@ class BookingApi(Chalice):
         return lambda view: register(_answering_outages_with_503(view))
 
 
-app = BookingApi(app_name="booking_api")
+# Chalice's own stdout handler would print its records (and ours, under "booking_api") as plain text without
+# their fields; without it they reach the JSON root handler of logs.setup().
+app = BookingApi(app_name="booking_api", configure_logs=False)
 app.log.setLevel(logging.WARNING)
 
 
