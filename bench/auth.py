@@ -2,9 +2,8 @@
 
 Every HTTP request of the bench carries `headers_for(user_id)`, the user being the one the request acts for:
 bookings (closed and open loop, ours and the seed design's) and reads (wrk's Lua script and the Python
-fallback). No route needs authentication yet, so `auth_headers` returns {}. When one wants
-`Authorization: Bearer <token>`, make `auth_headers` return it for demo user `user_id` (1..24): it is called
-once per user and process, before the load starts, and its answer is reused for every request of that user.
+fallback). Private routes need `Authorization: Bearer <ID token>`: demo user `user_id` (1..24) signs in once per
+process against the measured stack's Cognito endpoint (its /config.json says where), before the load starts.
 """
 from __future__ import annotations
 
@@ -12,8 +11,10 @@ import functools
 
 
 def auth_headers(user_id: int) -> dict[str, str]:
-    """Headers that let a request act as `user_id`; {} while no route asks for them."""
-    return {}
+    """Headers that let a request act as `user_id`: that demo user's ID token."""
+    from infra.local.token import id_token
+
+    return {"Authorization": f"Bearer {id_token(f'user{user_id}@example.com')}"}
 
 
 @functools.cache

@@ -35,10 +35,18 @@ from booking_core.services.submit import (
 logs.setup("booking_api")
 log = logging.getLogger(__name__)
 
-class PerThreadRequestChalice(Chalice):
-    """Chalice keeps the request it serves on the app object (`current_request`). Lambda runs one request per
-    container at a time; the local API server runs one per thread, and a request arriving while another is still in
-    its view would otherwise hand that view its own body, headers and caller."""
+class BookingApi(Chalice):
+    """Chalice with the two things this app needs of it beyond routing:
+
+    - every route answers the errors all routes share in one place, wrapped as it is registered (no route can be
+      added without it): unknown id → 404, bad input → 400 naming each field, a valid token without a user → 403,
+      a store or the broker unreachable → 503 with Retry-After, never a 500 for a dependency problem. (Chalice
+      turns any exception a view raises into its own 500 before an http middleware sees it: chalice/app.py,
+      RestAPIEventHandler._get_view_function_response; aws/chalice#1884.)
+    - the request being served is kept per thread. Chalice keeps it on the app object; Lambda runs one request per
+      container at a time, but the local API server runs one per thread, and a request arriving while another is
+      still in its view would otherwise hand that view its own body, headers and caller.
+    """
 
     _local = threading.local()
 
@@ -50,8 +58,32 @@ class PerThreadRequestChalice(Chalice):
     def current_request(self, request: Request | None) -> None:
         self._local.request = request
 
+    def route(self, path: str, **kwargs: Any) -> Callable[..., Any]:
+        register = super().route(path, **kwargs)
+        return lambda view: register(_answering_shared_errors(view))
 
-app = PerThreadRequestChalice(app_name="booking_api")
+
+def _answering_shared_errors(view: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(view)
+    def answered(**kwargs: Any) -> Any:
+        try:
+            return view(**kwargs)
+        except NotFound as exc:
+            return _error(404, "not_found", str(exc))
+        except ValidationError as exc:
+            return _error(400, "invalid_request", "the request has invalid input", exc.errors)
+        except NoUserProfile:
+            return _forbidden("this account has no user profile yet; confirm the sign-up first")
+        except DEPENDENCY_ERRORS as exc:
+            log.error("dependency unavailable", extra={"error": repr(exc)})
+            return _error(503, "service_unavailable", "a backing service is unavailable; retry later",
+                          headers={"Retry-After": "1"})
+    return answered
+
+
+# Chalice's own stdout handler would print its records (and ours, under "booking_api") as plain text without
+# their fields; without it they reach the JSON root handler of logs.setup().
+app = BookingApi(app_name="booking_api", configure_logs=False)
 app.log.setLevel(logging.WARNING)
 
 # The name matches the template's authorizer; the ARN is the template's business (Chalice does not deploy this).
@@ -66,30 +98,6 @@ class NoUserProfile(Exception):
 
 
 DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (RedisError, DatabaseUnavailable, BrokerUnavailable)
-
-
-def route(path: str, **options: Any) -> Callable[[Callable[..., Any]], Any]:
-    """`app.route`, with the answers every route shares given in one place. Chalice turns any exception a view
-    raises into a 500 before middleware sees it, so each view is wrapped here instead:
-    unknown id → 404, bad input → 400 naming each field, a valid token without a user → 403, and a store or the
-    broker unreachable → 503 with Retry-After (never a 500 for a dependency problem)."""
-    def register(view: Callable[..., Any]) -> Any:
-        @functools.wraps(view)
-        def answered(**kwargs: Any) -> Any:
-            try:
-                return view(**kwargs)
-            except NotFound as exc:
-                return _error(404, "not_found", str(exc))
-            except ValidationError as exc:
-                return _error(400, "invalid_request", "the request has invalid input", exc.errors)
-            except NoUserProfile:
-                return _forbidden("this account has no user profile yet; confirm the sign-up first")
-            except DEPENDENCY_ERRORS as exc:
-                log.error("dependency unavailable", extra={"error": repr(exc)})
-                return _error(503, "service_unavailable", "a backing service is unavailable; retry later",
-                              headers={"Retry-After": "1"})
-        return app.route(path, **options)(answered)
-    return register
 
 
 def _error(status: int, error: str, message: str, fields: dict[str, str] | None = None,
@@ -136,7 +144,7 @@ def _json_body(max_bytes: int) -> object:
         raise ValidationError({"body": "must be valid JSON"}) from None
 
 
-@route("/v1/bookings", methods=["POST"], content_types=["application/json", "text/plain"],
+@app.route("/v1/bookings", methods=["POST"], content_types=["application/json", "text/plain"],
            authorizer=signed_in)
 def create_booking():
     user_id = _caller()
@@ -162,7 +170,7 @@ def create_booking():
     return _decision_response(submission.decision)
 
 
-@route("/v1/bookings/requests/{booking_key}", methods=["GET"], authorizer=signed_in)
+@app.route("/v1/bookings/requests/{booking_key}", methods=["GET"], authorizer=signed_in)
 def booking_request_status(booking_key):
     user_id = _caller()
     decision = None
@@ -176,7 +184,7 @@ def booking_request_status(booking_key):
 # ---- reads (served from the Redis read model only) -------------------------------------------------------
 
 
-@route("/health", methods=["GET"])
+@app.route("/health", methods=["GET"])
 def health():
     bootstrap.read_views().ping()
     return {"status": "ok"}
@@ -186,17 +194,17 @@ def _query() -> dict[str, str]:
     return dict(_request().query_params or {})
 
 
-@route("/v1/listings", methods=["GET"])
+@app.route("/v1/listings", methods=["GET"])
 def search_listings():
     return bootstrap.read_views().search_listings(_query())
 
 
-@route("/v1/listings/{listing_id}", methods=["GET"])
+@app.route("/v1/listings/{listing_id}", methods=["GET"])
 def get_listing(listing_id):
     return bootstrap.read_views().get_listing(listing_id)
 
 
-@route("/v1/listings/{listing_id}/availability", methods=["GET"])
+@app.route("/v1/listings/{listing_id}/availability", methods=["GET"])
 def listing_availability(listing_id):
     return bootstrap.read_views().listing_availability(listing_id, _query())
 
@@ -208,27 +216,27 @@ def _own_profile(user_id: str) -> Response | None:
     return _forbidden("this is another user's data")
 
 
-@route("/v1/me", methods=["GET"], authorizer=signed_in)
+@app.route("/v1/me", methods=["GET"], authorizer=signed_in)
 def me():
     return bootstrap.read_views().get_user(str(_caller()))
 
 
-@route("/v1/users/{user_id}", methods=["GET"], authorizer=signed_in)
+@app.route("/v1/users/{user_id}", methods=["GET"], authorizer=signed_in)
 def get_user(user_id):
     return _own_profile(user_id) or bootstrap.read_views().get_user(user_id)
 
 
-@route("/v1/users/{user_id}/bookings", methods=["GET"], authorizer=signed_in)
+@app.route("/v1/users/{user_id}/bookings", methods=["GET"], authorizer=signed_in)
 def user_bookings(user_id):
     return _own_profile(user_id) or bootstrap.read_views().user_bookings(user_id, _query())
 
 
-@route("/v1/users/{user_id}/payments", methods=["GET"], authorizer=signed_in)
+@app.route("/v1/users/{user_id}/payments", methods=["GET"], authorizer=signed_in)
 def user_payments(user_id):
     return _own_profile(user_id) or bootstrap.read_views().user_payments(user_id, _query())
 
 
-@route("/v1/bookings/{booking_id}", methods=["GET"], authorizer=signed_in)
+@app.route("/v1/bookings/{booking_id}", methods=["GET"], authorizer=signed_in)
 def get_booking(booking_id):
     booking = bootstrap.read_views().get_booking(booking_id)
     if booking.get("user_id") != _caller():

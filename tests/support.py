@@ -63,6 +63,16 @@ class HttpClient:
         return self.request("DELETE", path, **kw)
 
 
+def unverified_claims_header(user_id: int) -> dict[str, str]:
+    """An Authorization header for Chalice's in-process test client, which decodes a Cognito token's claims
+    without checking its signature (as its local mode does): enough to name the caller in unit tests."""
+    import base64
+
+    parts = ({"alg": "none"}, {"cognito:username": f"u{user_id}", "custom:user_id": str(user_id)})
+    encoded = [base64.urlsafe_b64encode(json.dumps(part).encode()).decode().rstrip("=") for part in parts]
+    return {"Authorization": "Bearer " + ".".join(encoded) + ".unsigned"}
+
+
 class TokenCache:
     """ID tokens of the demo users (user{n}@example.com, the demo password), from the stack's Cognito endpoint
     (found through its /config.json, as a web client finds it); each fetched once."""

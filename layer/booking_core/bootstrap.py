@@ -5,6 +5,7 @@ with `override(name, obj)` and restore with `reset()`.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -55,7 +56,10 @@ def reset() -> None:
     for obj in instances:
         close = getattr(obj, "close", None)
         if callable(close):
-            close()
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - one broken client must not keep the others open
+                logging.getLogger(__name__).warning("closing %s failed", type(obj).__name__, exc_info=True)
 
 
 def connections() -> ConnectionHolder:

@@ -1,4 +1,4 @@
-"""Kafka clients (kafka-python): connection settings, MSK IAM auth and the producer."""
+"""Kafka clients (kafka-python): connection settings, MSK IAM auth, the producer and topic admin."""
 from __future__ import annotations
 
 import logging
@@ -82,64 +82,138 @@ def new_producer() -> KafkaProducer:
 
 
 class KafkaPublisher:
-    """Keyed JSON publishing with a correlation header; one producer per process, created on first use."""
+    """Keyed JSON publishing with a correlation header; one producer per process, created on first use.
+
+    A producer that failed to deliver a record is closed and the next send builds a new one. kafka-python
+    3.0.12 can leave an idempotent producer without a producer id for good after a batch it had retried
+    expires (a short broker stall is enough; see docs/decisions.md, 2026-11-25): every later record then
+    waits for ever. A new producer costs a few milliseconds once the broker answers; the records of a failed
+    flush or publish are sent again by their caller (the poller retries the batch, the API parks the
+    request), and their consumers are idempotent.
+    """
 
     def __init__(self, producer_factory=new_producer):
         self._factory = producer_factory
         self._producer: KafkaProducer | None = None
-        self._lock = threading.Lock()
-        self._unflushed: list = []
+        self._lock = threading.Condition()
+        self._building = False
+        self._builds_failed = 0
+        self._build_error = ""
+        self._unflushed: list[tuple[KafkaProducer, FutureRecordMetadata]] = []  # (producer, future) since the last flush
 
-    def _get(self) -> KafkaProducer:
-        if self._producer is None:
+    def _current(self) -> KafkaProducer:
+        """The producer, built by one thread at a time: callers that waited for a build that failed get its
+        error instead of each waiting for a bootstrap timeout of their own, one after another."""
+        producer = self._producer
+        if producer is not None:
+            return producer
+        with self._lock:
+            failed_before = self._builds_failed
+            while self._building:
+                self._lock.wait()
+            if self._producer is not None:
+                return self._producer
+            if self._builds_failed != failed_before:
+                raise BrokerUnavailable(self._build_error)
+            self._building = True
+        try:
+            producer = self._factory()
+        except BaseException as exc:
             with self._lock:
-                if self._producer is None:
-                    self._producer = self._factory()
-        return self._producer
+                self._building = False
+                self._builds_failed += 1
+                self._build_error = str(exc)
+                self._lock.notify_all()
+            raise
+        with self._lock:
+            self._producer = producer
+            self._building = False
+            self._lock.notify_all()
+        return producer
+
+    def _replace(self, producer: KafkaProducer, error: Exception) -> None:
+        """Close `producer` after a failed delivery, unless another thread has already replaced it."""
+        with self._lock:
+            if self._producer is not producer:
+                return
+            self._producer = None
+        log.warning("Kafka producer closed after a failed delivery; the next send builds a new one",
+                    extra={"error": repr(error)})
+        close_producer(producer, timeout_s=0.5)
 
     def send(self, topic: str, key: str, value: bytes, correlation_id: str | None = None) -> FutureRecordMetadata:
         """Queue a record; returns a future. flush() then waits for it and raises if it was not written."""
-        future = self._send(topic, key, value, correlation_id)
+        producer = self._current()
+        future = self._send(producer, topic, key, value, correlation_id)
         with self._lock:
-            self._unflushed.append(future)
+            self._unflushed.append((producer, future))
         return future
 
-    def _send(self, topic: str, key: str, value: bytes, correlation_id: str | None) -> FutureRecordMetadata:
+    @staticmethod
+    def _send(producer: KafkaProducer, topic: str, key: str, value: bytes,
+              correlation_id: str | None) -> FutureRecordMetadata:
         headers = [("correlation_id", (correlation_id or key).encode())]
         try:
-            return self._get().send(topic, key=key.encode(), value=value, headers=headers)
+            return producer.send(topic, key=key.encode(), value=value, headers=headers)
         except KafkaError as exc:
             raise BrokerUnavailable(str(exc)) from exc
 
     def publish(self, topic: str, key: str, value: bytes, correlation_id: str | None = None,
                 timeout_s: float | None = None) -> None:
         """Send and wait for the broker's acknowledgement (acks=all), or raise BrokerUnavailable."""
-        future = self._send(topic, key, value, correlation_id)
+        producer = self._current()
+        future = self._send(producer, topic, key, value, correlation_id)
         try:
             future.get(timeout=timeout_s or config.publish_timeout_s())
-        except Exception as exc:  # KafkaTimeoutError, KafkaError, concurrent timeout
+        except Exception as exc:  # KafkaTimeoutError, KafkaError
+            self._replace(producer, exc)
             raise BrokerUnavailable(f"publish to {topic} failed: {exc!r}") from exc
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Wait until every record sent so far is acknowledged; raise BrokerUnavailable if any was not.
 
-        The producer's own flush() returns even when a delivery failed, so each future is checked: a batch
-        whose decisions were not all written must fail, so that its offsets are not committed.
+        Each record's own future is awaited (the producer's flush() returns even when a delivery failed): a
+        batch whose decisions were not all written must fail, so that its offsets are not committed. The first
+        failure fails the flush; with linger_ms=0 every record is sent as soon as it is queued.
         """
-        if self._producer is None:
-            return
         with self._lock:
             pending, self._unflushed = self._unflushed, []
-        try:
-            self._producer.flush(timeout=timeout_s or config.publish_timeout_s() * 2)
-        except KafkaError as exc:
-            raise BrokerUnavailable(f"flush failed: {exc!r}") from exc
-        failed = [f for f in pending if not f.succeeded()]
-        if failed:
-            raise BrokerUnavailable(f"{len(failed)} of {len(pending)} records not acknowledged: "
-                                    f"{failed[0].exception!r}")
+        deadline = time.monotonic() + (timeout_s or config.publish_timeout_s() * 2)
+        for position, (producer, future) in enumerate(pending, 1):
+            try:
+                future.get(timeout=max(deadline - time.monotonic(), 0))
+            except Exception as exc:  # KafkaTimeoutError, KafkaError
+                self._replace(producer, exc)
+                raise BrokerUnavailable(
+                    f"record {position} of {len(pending)} not acknowledged: {exc!r}") from exc
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.close(timeout=2)
-            self._producer = None
+        with self._lock:
+            producer, self._producer = self._producer, None
+            self._unflushed = []
+        if producer is not None:
+            close_producer(producer, timeout_s=2.0)
+
+
+def close_producer(producer: KafkaProducer, timeout_s: float) -> None:
+    """Close a producer within about timeout_s, also one whose records can no longer be delivered.
+
+    kafka-python 3.0.12's close() flushes first and raises KafkaTimeoutError when a record is still pending
+    at the timeout (producer/kafka.py, close → flush → record_accumulator.await_flush_completion), before it
+    stops the sender thread, whose sockets would then stay open. So that case stops the sender without
+    waiting: force_close() fails the pending records and closes the network client (producer/sender.py,
+    run()).
+    """
+    try:
+        producer.close(timeout=timeout_s)
+        return
+    except KafkaError as exc:
+        log.warning("Kafka producer did not close cleanly; stopping it", extra={"error": repr(exc)})
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()
+        sender.join(timeout_s)
+    try:
+        producer.close(timeout=0)  # its records are failed now: marks it closed, stops its metrics
+    except KafkaError as exc:
+        log.error("Kafka producer could not be closed", extra={"error": repr(exc)})
