@@ -140,6 +140,8 @@ def _json_body(max_bytes: int) -> object:
         raise ValidationError({"body": f"must be at most {max_bytes} bytes"})
     try:
         return json.loads(raw)
+    except RecursionError:
+        raise ValidationError({"body": "is nested too deeply"}) from None
     except (ValueError, UnicodeDecodeError):
         raise ValidationError({"body": "must be valid JSON"}) from None
 

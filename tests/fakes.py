@@ -58,7 +58,7 @@ class FakeBookingRepository:
         if hold is not None:
             self.bookings[booking_key]["status"] = "released"
         self.retries[booking_key] = {"request": request, "reason": reason, "error": error, "status": "pending"}
-        return Decision(booking_key, model.QUEUED, reason=reason)
+        return model.queued(booking_key, reason)
 
 
 class FakePublisher:

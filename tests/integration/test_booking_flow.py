@@ -111,8 +111,27 @@ def test_the_same_idempotency_key_with_another_body_gets_422(http):
     assert (other.status, other.body["error"]) == (422, "idempotency_key_reused")
 
 
+def test_a_reused_key_is_refused_even_after_the_decision_store_forgot_it(http, redis_client):
+    """The decision store keeps an entry for minutes; the idempotency check must hold for as long as MySQL keeps
+    the decision (it once answered 201 with someone else's booking once Redis had forgotten the key)."""
+    key = f"forgotten-{uuid.uuid4().hex[:10]}"
+    first_body = booking_body(listing_id=38)
+    first = http.post("/v1/bookings", first_body, headers={"Idempotency-Key": key})
+    assert first.status == 201, first.body
+    assert redis_client.delete(f"{config.redis_prefix()}req:1.{key}") == 1  # its TTL ran out
+
+    same = http.post("/v1/bookings", first_body, headers={"Idempotency-Key": key})
+    assert (same.status, same.body["booking_id"]) == (201, first.body["booking_id"])
+
+    assert redis_client.delete(f"{config.redis_prefix()}req:1.{key}") == 1
+    other = http.post("/v1/bookings", booking_body(listing_id=38), headers={"Idempotency-Key": key})
+    assert (other.status, other.body.get("reason")) == (422, "idempotency_key_reused"), other.body
+    assert len(rows("SELECT id FROM bookings WHERE booking_key=%s", f"1.{key}")) == 1
+
+
 @pytest.mark.parametrize("raw,field", [
-    (b"{not json", "body"), (b'{"user_id": 1}', "listing_id"), (b"x" * 20000, "body"), (b"[]", "body")])
+    (b"{not json", "body"), (b'{"user_id": 1}', "listing_id"), (b"x" * 20000, "body"), (b"[]", "body"),
+    (b"[" * 8000, "body"), (b'{"a":' * 4000 + b"1" + b"}" * 4000, "body")])  # nesting deeper than a parser goes
 def test_invalid_input_gets_400_with_the_field_named(http, raw, field):
     response = http.request("POST", "/v1/bookings", raw=raw)
     assert response.status == 400 and field in response.body["fields"]

@@ -65,6 +65,19 @@ def test_an_empty_payment_token_is_refused():
     assert "payment_token" in errors_of(body(payment_token="  "))
 
 
+@pytest.mark.parametrize("token", [
+    "\ud800",                      # a lone surrogate: no database can store it (it once held nights for ever)
+    "tok_vis\u00e4", "tok visa", "tok_visa\n", "tok_" + "x" * 200, "visa", "tok_", "<script>", "tok_visa;drop",
+])
+def test_a_payment_token_not_shaped_like_a_providers_is_refused(token):
+    assert "payment_token" in errors_of(body(payment_token=token))
+
+
+@pytest.mark.parametrize("token", ["tok_visa", "tok_chargeDeclined", "pm_card_visa", "pm_1QxYz2AbC3dEf4GhI5jK6lMn"])
+def test_payment_tokens_and_payment_methods_as_the_providers_issue_them_are_accepted(token):
+    assert parse_booking_request(body(payment_token=token), today=TODAY).payment_token == token
+
+
 def test_a_body_that_is_not_an_object_is_refused():
     assert errors_of([1, 2]) == {"body": "must be a JSON object"}
 

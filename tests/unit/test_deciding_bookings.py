@@ -99,3 +99,11 @@ def test_a_stay_that_has_begun_is_rejected_without_holding_or_charging():
     decision = decide(repo, payments, "k1", request(check_in=dt.date.today() - dt.timedelta(days=1)))
     assert (decision.status, decision.reason) == (model.REJECTED, model.CHECK_IN_PASSED)
     assert repo.bookings == {} and payments.calls == 0
+
+
+def test_a_record_nested_deeper_than_a_parser_goes_is_answered_invalid_and_never_fails_its_batch():
+    repo, payments, publisher = FakeBookingRepository(), InMemorySandboxProvider(), FakePublisher()
+    event = build_event([("booking-requests", 0, 0, 0, b"1.deep", b"[" * 8000, [])])
+    summary = process_booking_requests(event, repo, payments, publisher, "booking-decisions")
+    assert summary == {"invalid": 1}
+    assert [key for _, key, _ in publisher.sent] == ["1.deep"]

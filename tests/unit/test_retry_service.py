@@ -192,6 +192,7 @@ def test_a_row_at_the_maximum_attempts_becomes_dead_with_its_last_error_kept_and
     assert store.rows["a"]["last_error"] == "processing_error: the provider could not process the charge"
     # the stored rejection reaches the client through payment_fn, which answers the re-sent request with it
     assert store.decisions["a"].reason == "retries_exhausted"
+    assert "processing_error" not in store.decisions["a"].detail  # the error is the operators', not the client's
     assert published_requests(publisher) == [("a", 6)]
 
 

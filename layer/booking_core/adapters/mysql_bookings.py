@@ -41,8 +41,10 @@ class MySqlBookingRepository:
             # the lock: a decision stored since the request was fetched (the retry run rejecting a begun stay,
             # a concurrent redelivery) wins over holding and charging again.
             cur.execute(
-                "SELECT d.decision_json, u.id AS user_found, b.id AS existing_id, b.status AS existing_status,"
-                " b.user_id AS existing_user_id, b.amount_cents AS existing_amount, b.currency AS existing_currency,"
+                "SELECT d.decision_json, d.request_hash, u.id AS user_found, b.id AS existing_id,"
+                " b.status AS existing_status, b.user_id AS existing_user_id, b.listing_id AS existing_listing_id,"
+                " b.check_in AS existing_check_in, b.check_out AS existing_check_out, b.guests AS existing_guests,"
+                " b.amount_cents AS existing_amount, b.currency AS existing_currency,"
                 " (SELECT o.id FROM bookings o WHERE o.listing_id=%s AND o.status IN %s AND o.check_in < %s"
                 "   AND o.check_out > %s AND o.booking_key <> %s LIMIT 1) AS overlapping_id"
                 " FROM (SELECT 1) AS one"
@@ -54,9 +56,19 @@ class MySqlBookingRepository:
             )
             found = cur.fetchone()
             if found["decision_json"]:
+                close_retry(cur, booking_key)  # the key is decided: nothing of it waits for a re-drive
+                # The key's request is the one decided: MySQL keeps its hash as long as the decision, so a reused
+                # key is caught after the decision store has forgotten it. Refused, not stored: the key's decision
+                # stays the first request's.
+                if found["request_hash"] and found["request_hash"] != fingerprint:
+                    return model.key_reused(booking_key)
                 return decision_from_json(found["decision_json"])
             existing_id = found["existing_id"]
             if existing_id and found["existing_status"] in BLOCKING_STATUSES:
+                if (found["existing_user_id"], found["existing_listing_id"], found["existing_check_in"],
+                        found["existing_check_out"], found["existing_guests"]) != (
+                        request.user_id, request.listing_id, request.check_in, request.check_out, request.guests):
+                    return model.key_reused(booking_key)  # another request under the key of one being decided
                 # A redelivery after a crash between hold and confirm: carry on with the same booking.
                 return Hold(existing_id, found["existing_user_id"], found["existing_amount"],
                             found["existing_currency"])
@@ -132,4 +144,4 @@ class MySqlBookingRepository:
                 cur.execute("UPDATE bookings SET status='released' WHERE id=%s AND status='held'",
                             (hold.booking_id,))
             upsert_retry(cur, booking_key, request, reason, error)
-        return Decision(booking_key, model.QUEUED, reason=reason, detail=error[:200])
+        return model.queued(booking_key, reason)

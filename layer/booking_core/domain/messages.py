@@ -33,7 +33,7 @@ def decode_request(booking_key: str | None, value: bytes | None,
         raise ValidationError({"key": "record has no booking key"})
     try:
         message = json.loads(value or b"")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested deeper than the parser goes
         raise ValidationError({"value": "not JSON"}) from None
     if not isinstance(message, dict) or message.get("type") != BOOKING_REQUESTED:
         raise ValidationError({"type": f"must be {BOOKING_REQUESTED}"})
@@ -56,7 +56,7 @@ def encode_decision(decision: Decision) -> bytes:
 def decode_decision(value: bytes | None) -> Decision:
     try:
         message = json.loads(value or b"")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested deeper than the parser goes
         raise ValidationError({"value": "not JSON"}) from None
     if not isinstance(message, dict) or message.get("type") != BOOKING_DECIDED:
         raise ValidationError({"type": f"must be {BOOKING_DECIDED}"})

@@ -107,6 +107,9 @@ def _date(value: object, name: str, errors: dict[str, str]) -> dt.date | None:
 
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Stripe's shapes: a card token (tok_visa, tok_1N3…) or a PaymentMethod (pm_card_visa, pm_1Q…). ASCII only and
+# bounded: a token is stored and sent on, and one no database can store once held a listing's nights for ever.
+PAYMENT_TOKEN = re.compile(r"(?:tok|pm|card|src)_[A-Za-z0-9][A-Za-z0-9_]{0,122}", re.ASCII)
 
 
 def parse_iso_date(value: str) -> dt.date:
@@ -133,8 +136,9 @@ def parse_booking_request(body: object, today: dt.date | None = None) -> Request
     check_in = _date(body["check_in"], "check_in", errors) if "check_in" in body else None
     check_out = _date(body["check_out"], "check_out", errors) if "check_out" in body else None
     token = body.get("payment_token")
-    if "payment_token" in body and (not isinstance(token, str) or not token.strip() or len(token) > 200):
-        errors["payment_token"] = "must be a non-empty string of at most 200 characters"
+    if "payment_token" in body and (not isinstance(token, str) or not PAYMENT_TOKEN.fullmatch(token)):
+        errors["payment_token"] = ("must be a payment token or payment method as the provider issues it"
+                                   " (tok_… or pm_…, letters, digits and _, at most 128 characters)")
 
     today = today or dt.datetime.now(dt.UTC).date()
     if check_in and check_in < today:
@@ -229,6 +233,27 @@ class Hold:
     user_id: int
     amount_cents: int
     currency: str
+
+
+# What a client is told about a request that waits in the retry table (the error itself is the operators':
+# it stays in the row's last_error, never in an answer, where exception text or SQL has no place).
+QUEUED_DETAILS = {
+    "publish_failed": "the booking service could not take the request now; it is queued and will be retried",
+    "transient_payment_failure": "the payment provider could not be reached; the request is queued and will be"
+                                 " retried",
+}
+QUEUED_DETAIL = "the request could not be decided now; it is queued and will be retried"
+
+
+def key_reused(booking_key: str) -> Decision:
+    """The answer to a request that came with a key already used for another request (422)."""
+    return Decision.rejected(booking_key, IDEMPOTENCY_KEY_REUSED,
+                             "this Idempotency-Key was already used with a different request")
+
+
+def queued(booking_key: str, reason: str) -> Decision:
+    """The answer for a request parked in the retry table."""
+    return Decision(booking_key, QUEUED, reason=reason, detail=QUEUED_DETAILS.get(reason, QUEUED_DETAIL))
 
 
 @dataclass

@@ -104,7 +104,8 @@ def _handle(row: RetryRow, step: Step, retries: RetryStore, publisher: Publisher
             return
         # The client is told: a final rejection is stored and reaches booking-decisions through payment_fn,
         # like any redelivery. The row stays `dead` with its error (an operator can re-open it).
-        detail = f"gave up after {row.attempts} attempts: {row.last_error or ''}"[:200]
+        # The last error stays in the row for operators; the client is told in the API's words.
+        detail = f"the request could not be completed after {row.attempts} attempts"
         told = retries.store_rejection(row.booking_key, row.request,
                                        Decision.rejected(row.booking_key, RETRIES_EXHAUSTED, detail))
         if told is not None:

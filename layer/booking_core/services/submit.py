@@ -78,7 +78,7 @@ def _submit(booking_key: str, request: RequestBooking, store: DecisionStore, pub
     except BrokerUnavailable as exc:
         log.error("publish failed; request parked for retry", extra={"error": str(exc)})
         retry_table.park_request(booking_key, request, PUBLISH_FAILED, str(exc))
-        queued = Decision(booking_key, model.QUEUED, reason=PUBLISH_FAILED)
+        queued = model.queued(booking_key, PUBLISH_FAILED)
         store.save(queued)
         return Submission(queued, booking_key)
 
