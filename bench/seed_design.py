@@ -47,6 +47,10 @@ class InMemoryDecisionStore:
         entry[0].set()
         return True
 
+    def release(self, booking_key: str, user_id: int) -> None:
+        with self._lock:
+            self._entries.pop(booking_key, None)
+
     def get(self, booking_key: str) -> Decision | None:
         entry = self._entries.get(booking_key)
         return entry[1] if entry else None

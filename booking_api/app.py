@@ -24,7 +24,7 @@ from booking_core import bootstrap, config, logs
 from booking_core.domain import model
 from booking_core.domain.model import ForeignUser, ValidationError, parse_users_booking_request
 from booking_core.domain.queries import positive_id
-from booking_core.ports import BrokerUnavailable, DatabaseUnavailable, NotFound
+from booking_core.ports import BrokerUnavailable, DatabaseUnavailable, NotFound, StoreUnavailable
 from booking_core.services.submit import (
     IdempotencyKeyReused,
     TooManyPending,
@@ -97,7 +97,7 @@ class NoUserProfile(Exception):
     """A valid token whose identity has no MySQL user yet (its sign-up trigger has not stored one)."""
 
 
-DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (RedisError, DatabaseUnavailable, BrokerUnavailable)
+DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (RedisError, StoreUnavailable, DatabaseUnavailable, BrokerUnavailable)
 
 
 def _error(status: int, error: str, message: str, fields: dict[str, str] | None = None,

@@ -27,6 +27,10 @@ class BrokerUnavailable(RuntimeError):
     """The broker did not answer or acknowledge in time."""
 
 
+class StoreUnavailable(RuntimeError):
+    """The decision store (Redis) did not answer in time."""
+
+
 class TransientPaymentError(RuntimeError):
     """The provider failed in a way that may succeed later (processing error, timeout, outage)."""
 
@@ -36,7 +40,7 @@ class NotFound(LookupError):
 
 
 # Failures that mean "try again later", not "this request is bad": a batch meeting one is retried whole.
-OUTAGES: tuple[type[Exception], ...] = (DatabaseUnavailable, BrokerUnavailable)
+OUTAGES: tuple[type[Exception], ...] = (DatabaseUnavailable, BrokerUnavailable, StoreUnavailable)
 
 
 # -- payments -----------------------------------------------------------------------------------------------
@@ -117,6 +121,8 @@ class Publisher(Protocol):
 
 
 class DecisionStore(Protocol):
+    """Every method raises StoreUnavailable when the store does not answer."""
+
     def claim(self, booking_key: str, request_hash: str, user_id: int,
               max_pending: int = 0) -> tuple[bool, str | None, Decision | None] | None:
         """Mark the key pending if it is new. Returns (created, stored request_hash, stored decision), or None when
@@ -128,6 +134,10 @@ class DecisionStore(Protocol):
         ...
 
     def get(self, booking_key: str) -> Decision | None: ...
+
+    def release(self, booking_key: str, user_id: int) -> None:
+        """Forget a claim whose request went nowhere (neither published nor parked): the next try publishes."""
+        ...
 
     def wait_decided(self, booking_key: str, timeout_s: float, known_pending: bool = False) -> Decision | None:
         """Block until the key leaves `pending` or timeout_s passes; return the latest state."""

@@ -4,7 +4,7 @@ import pytest
 
 from booking_core.domain import model
 from booking_core.domain.model import Decision, RequestBooking
-from booking_core.ports import BrokerUnavailable
+from booking_core.ports import BrokerUnavailable, DatabaseUnavailable, StoreUnavailable
 from booking_core.services.submit import (
     IdempotencyKeyReused,
     TooManyPending,
@@ -21,6 +21,7 @@ class FakeDecisionStore:
         self.entries: dict[str, tuple[str, Decision]] = {}
         self.pending: dict[int, set[str]] = {}
         self.waits = 0
+        self.fail_waits = False
 
     def claim(self, key, fingerprint, user_id, max_pending=0):
         if key in self.entries:
@@ -41,8 +42,14 @@ class FakeDecisionStore:
                 waiting.discard(decision.booking_key)
         return True
 
+    def release(self, key, user_id):
+        self.entries.pop(key, None)
+        self.pending.get(user_id, set()).discard(key)
+
     def wait_decided(self, key, timeout_s, known_pending=False):
         self.waits += 1
+        if self.fail_waits:
+            raise StoreUnavailable("redis timed out")
         return self.entries[key][1]
 
 
@@ -126,3 +133,22 @@ def test_a_queued_request_does_not_count_against_the_limit():
     store = FakeDecisionStore()
     submit(store, FakePublisher(fail=BrokerUnavailable("down")), FakeRetryTable(), key="q", max_pending=1)
     assert submit(store, FakePublisher(), FakeRetryTable(), key="next", max_pending=1).decision.status == model.PENDING
+
+
+def test_a_request_that_can_be_neither_published_nor_parked_leaves_its_key_free():
+    store = FakeDecisionStore()
+
+    class Unparkable:
+        def park_request(self, *args):
+            raise DatabaseUnavailable("MySQL down")
+
+    with pytest.raises(DatabaseUnavailable):
+        submit(store, FakePublisher(fail=BrokerUnavailable("down")), Unparkable(), key="k")
+    assert "1.k" not in store.entries and store.pending[1] == set()
+
+
+def test_once_published_a_failing_wait_answers_pending():
+    store, publisher = FakeDecisionStore(), FakePublisher()
+    store.fail_waits = True
+    result = submit(store, publisher, FakeRetryTable(), key="k")
+    assert result.decision.status == model.PENDING and len(publisher.sent) == 1

@@ -12,15 +12,18 @@ that nobody is watching; the wake list keeps the token even if the waiter has no
 """
 from __future__ import annotations
 
+import functools
 import json
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import redis
 
 from booking_core import config
 from booking_core.adapters.redis_client import PrefixedRedis
 from booking_core.domain.model import PENDING, Decision, owner_of_booking_key
+from booking_core.ports import StoreUnavailable
 
 # A final decision (confirmed/rejected) is never replaced by a non-final one (pending/queued), so a late
 # "queued" message cannot hide the answer; then wake the waiters. A key no longer pending leaves its user's
@@ -78,6 +81,20 @@ WAKE_TTL_S = 120
 BLOCK_SLICE_S = 2.0
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _store_errors(method: _F) -> _F:
+    """Redis failures leave as the port's StoreUnavailable (callers know ports, not redis-py)."""
+    @functools.wraps(method)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"decision store: {exc!r}") from exc
+    return cast(_F, wrapped)
+
+
 class RedisDecisionStore(PrefixedRedis):
     def __init__(self, client: redis.Redis | None = None, prefix: str | None = None, ttl_s: int | None = None):
         super().__init__(client, prefix)
@@ -100,6 +117,7 @@ class RedisDecisionStore(PrefixedRedis):
     def _pending_set(self, user_id: int) -> str:
         return f"{self.prefix}pending:{user_id}"
 
+    @_store_errors
     def claim(self, booking_key: str, request_hash: str, user_id: int,
               max_pending: int = 0) -> tuple[bool, str | None, Decision | None] | None:
         """Mark the key pending if it is new (and its user below `max_pending` keys awaiting a decision, when that
@@ -117,6 +135,7 @@ class RedisDecisionStore(PrefixedRedis):
         _, stored_hash, decision_json = reply
         return False, stored_hash, _decoded(decision_json)
 
+    @_store_errors
     def save(self, decision: Decision) -> bool:
         """Store a decision and wake its waiters; False when a final decision was already there."""
         entry, wake = self._keys(decision.booking_key)
@@ -127,10 +146,20 @@ class RedisDecisionStore(PrefixedRedis):
                   self.ttl_s, WAKE_TTL_S, decision.booking_key],
         ))
 
+    @_store_errors
+    def release(self, booking_key: str, user_id: int) -> None:
+        entry, wake = self._keys(booking_key)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(entry, wake)
+        pipe.zrem(self._pending_set(user_id), booking_key)
+        pipe.execute()
+
+    @_store_errors
     def get(self, booking_key: str) -> Decision | None:
         entry, _ = self._keys(booking_key)
         return _decoded(self.redis.hget(entry, "decision"))
 
+    @_store_errors
     def wait_decided(self, booking_key: str, timeout_s: float, known_pending: bool = False) -> Decision | None:
         """Block until the key leaves `pending` (decided or queued) or timeout_s passes; return the latest state.
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from booking_core.domain import messages, model
 from booking_core.domain.model import Decision, RequestBooking
 from booking_core.logs import correlated
-from booking_core.ports import BrokerUnavailable, DecisionStore, Publisher, RetryTable
+from booking_core.ports import BrokerUnavailable, DecisionStore, Publisher, RetryTable, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +76,44 @@ def _submit(booking_key: str, request: RequestBooking, store: DecisionStore, pub
         publisher.publish(requests_topic, booking_key, messages.encode_request(booking_key, request),
                           correlation_id=booking_key)
     except BrokerUnavailable as exc:
-        log.error("publish failed; request parked for retry", extra={"error": str(exc)})
-        retry_table.park_request(booking_key, request, PUBLISH_FAILED, str(exc))
-        queued = model.queued(booking_key, PUBLISH_FAILED)
-        store.save(queued)
-        return Submission(queued, booking_key)
-
+        return _park(booking_key, request, store, retry_table, str(exc))
+    except BaseException:
+        _release(store, booking_key, request.user_id)
+        raise
     return _wait(store, booking_key, timeout_s, known_pending=True)
 
 
+def _park(booking_key: str, request: RequestBooking, store: DecisionStore, retry_table: RetryTable,
+          error: str) -> Submission:
+    """Not published: saved in the retry table and answered `queued`. If it cannot be saved either, nothing
+    remembers the request: the claim is released, so the client's next try with its key publishes it."""
+    try:
+        retry_table.park_request(booking_key, request, PUBLISH_FAILED, error)
+    except BaseException:
+        _release(store, booking_key, request.user_id)
+        raise
+    log.error("publish failed; request parked for retry", extra={"error": error})
+    queued = model.queued(booking_key, PUBLISH_FAILED)
+    try:
+        store.save(queued)
+    except StoreUnavailable:  # parked all the same: the status endpoint answers from the retry table's decision
+        log.warning("queued answer not stored", exc_info=True)
+    return Submission(queued, booking_key)
+
+
+def _release(store: DecisionStore, booking_key: str, user_id: int) -> None:
+    try:
+        store.release(booking_key, user_id)
+    except StoreUnavailable:  # the claim expires with the store's TTL
+        log.warning("claim not released", exc_info=True)
+
+
 def _wait(store: DecisionStore, booking_key: str, timeout_s: float, known_pending: bool) -> Submission:
-    decision = store.wait_decided(booking_key, timeout_s, known_pending=known_pending)
+    """The decision within timeout_s, else `pending`. The request is published: whatever the store does now, the
+    answer is never an error (a 503 would make the client retry, and book twice without its key)."""
+    try:
+        decision = store.wait_decided(booking_key, timeout_s, known_pending=known_pending)
+    except StoreUnavailable:
+        log.warning("decision wait failed; answered pending", exc_info=True)
+        decision = None
     return Submission(decision or Decision(booking_key, model.PENDING), booking_key)
