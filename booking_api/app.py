@@ -28,6 +28,7 @@ from booking_core.ports import BrokerUnavailable, DatabaseUnavailable, NotFound,
 from booking_core.services.submit import (
     IdempotencyKeyReused,
     TooManyPending,
+    request_status,
     submit_booking,
     valid_booking_key,
 )
@@ -177,7 +178,7 @@ def booking_request_status(booking_key):
     user_id = _caller()
     decision = None
     if model.owner_of_booking_key(booking_key) == user_id:
-        decision = bootstrap.decision_store().get(booking_key)
+        decision = request_status(booking_key, bootstrap.decision_store(), bootstrap.request_log())
     if decision is None:
         return _error(404, "not_found", "no booking request of yours with this key")
     return _decision_response(decision, 200)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         PaymentProvider,
         Publisher,
         ReadModel,
+        RequestLog,
         RetryStore,
         RetryTable,
         UserAccounts,
@@ -78,6 +79,12 @@ def retry_table() -> RetryTable:
     from booking_core.adapters.mysql_retries import MySqlRetryTable
 
     return _get("retry_table", lambda: MySqlRetryTable(connections()))
+
+
+def request_log() -> RequestLog:
+    from booking_core.adapters.mysql_decisions import MySqlRequestLog
+
+    return _get("request_log", lambda: MySqlRequestLog(connections()))
 
 
 def retry_store() -> RetryStore:

@@ -115,8 +115,9 @@ def decision_timeout_s() -> float:
 
 
 def decision_ttl_s() -> int:
-    """How long the decision store keeps a request's status (the status endpoint reads it)."""
-    return _int("DECISION_TTL_S", 7 * 24 * 3600)
+    """How long the decision store keeps a request's entry: while a client waits or polls. After that (or once
+    Redis has lost it) the status URL answers from MySQL, and a repeated key is checked against MySQL's decision."""
+    return _int("DECISION_TTL_S", 15 * 60)
 
 
 def max_pending_per_user() -> int:

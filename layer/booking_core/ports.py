@@ -148,6 +148,13 @@ class RetryTable(Protocol):
     def park_request(self, booking_key: str, request: RequestBooking, reason: str, error: str) -> None: ...
 
 
+class RequestLog(Protocol):
+    """What MySQL knows of a request (its final decision, its retry row, its held booking): the truth behind the
+    decision store, which forgets."""
+
+    def status_of(self, booking_key: str) -> Decision | None: ...
+
+
 class RetryStore(Protocol):
     def claim_due(self, now: dt.datetime, limit: int, plan: Callable[[RetryRow], Step],
                   booking_keys: Iterable[str] | None = None) -> list[tuple[RetryRow, Step]]:

@@ -129,6 +129,28 @@ def test_a_reused_key_is_refused_even_after_the_decision_store_forgot_it(http, r
     assert len(rows("SELECT id FROM bookings WHERE booking_key=%s", f"1.{key}")) == 1
 
 
+def test_a_status_url_answers_from_mysql_once_the_decision_store_has_forgotten_the_key(http, redis_client):
+    """Redis losing its data (a restart, a flush, the store's short TTL) once made every status URL answer 404
+    'never seen' while MySQL held each final decision."""
+    decided = http.post("/v1/bookings", booking_body(listing_id=39)).body
+    assert decided["status"] == "confirmed"
+    assert redis_client.delete(f"{config.redis_prefix()}req:{decided['booking_key']}") == 1
+
+    status = http.get(decided["status_url"])
+
+    assert status.status == 200, status.body
+    assert {k: status.body[k] for k in ("status", "booking_id", "payment_id")} == {
+        k: decided[k] for k in ("status", "booking_id", "payment_id")}
+    # ... and the answer is back in the store for the next poll
+    assert redis_client.hget(f"{config.redis_prefix()}req:{decided['booking_key']}", "status") == "confirmed"
+
+
+def test_the_decision_store_keeps_an_entry_for_minutes_not_a_week(http, redis_client):
+    decided = http.post("/v1/bookings", booking_body(listing_id=39)).body
+    ttl = redis_client.ttl(f"{config.redis_prefix()}req:{decided['booking_key']}")
+    assert 0 < ttl <= 3600, ttl
+
+
 @pytest.mark.parametrize("raw,field", [
     (b"{not json", "body"), (b'{"user_id": 1}', "listing_id"), (b"x" * 20000, "body"), (b"[]", "body"),
     (b"[" * 8000, "body"), (b'{"a":' * 4000 + b"1" + b"}" * 4000, "body")])  # nesting deeper than a parser goes

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from booking_core.domain import messages, model
 from booking_core.domain.model import Decision, RequestBooking
 from booking_core.logs import correlated
-from booking_core.ports import BrokerUnavailable, DecisionStore, Publisher, RetryTable, StoreUnavailable
+from booking_core.ports import (
+    BrokerUnavailable,
+    DecisionStore,
+    Publisher,
+    RequestLog,
+    RetryTable,
+    StoreUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,3 +124,23 @@ def _wait(store: DecisionStore, booking_key: str, timeout_s: float, known_pendin
         log.warning("decision wait failed; answered pending", exc_info=True)
         decision = None
     return Submission(decision or Decision(booking_key, model.PENDING), booking_key)
+
+
+def request_status(booking_key: str, store: DecisionStore, requests: RequestLog) -> Decision | None:
+    """A request's status for its status URL: the decision store's, else MySQL's (the store keeps an entry for
+    minutes and loses everything when Redis restarts; MySQL keeps the decision), put back in the store so the next
+    poll finds it there. Also when the store does not answer: the status URL works while Redis is down."""
+    try:
+        decision = store.get(booking_key)
+    except StoreUnavailable:
+        log.warning("decision store unavailable; status from MySQL", exc_info=True)
+        return requests.status_of(booking_key)
+    if decision is not None:
+        return decision
+    decision = requests.status_of(booking_key)
+    if decision is not None and decision.status != model.PENDING:
+        try:
+            store.save(decision)
+        except StoreUnavailable:
+            log.warning("status not put back in the store", exc_info=True)
+    return decision
