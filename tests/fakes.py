@@ -43,19 +43,38 @@ class FakeBookingRepository:
                                       "check_in": request.check_in, "check_out": request.check_out, "amount": amount}
         return Hold(booking_id, request.user_id, amount, "EUR")
 
+    def _decided_meanwhile(self, booking_key):
+        if booking_key in self.decisions:
+            if self.bookings[booking_key]["status"] == "held":
+                self.bookings[booking_key]["status"] = "released"
+            return self.decisions[booking_key]
+        return None
+
     def confirm(self, booking_key, request, hold, provider, provider_ref):
+        if (decided := self._decided_meanwhile(booking_key)) is not None:
+            return decided
         self.bookings[booking_key]["status"] = "confirmed"
         payment = self.payments.setdefault(booking_key, {"id": len(self.payments) + 1, "status": "captured"})
         return self._final(Decision(booking_key, model.CONFIRMED, booking_id=hold.booking_id, payment_id=payment["id"],
                                     amount_cents=hold.amount_cents, currency=hold.currency))
 
     def release_declined(self, booking_key, request, hold, provider, provider_ref, decline_code):
+        if (decided := self._decided_meanwhile(booking_key)) is not None:
+            return decided
         self.bookings[booking_key]["status"] = "released"
         self.payments.setdefault(booking_key, {"id": len(self.payments) + 1, "status": "declined"})
         return self._final(Decision.rejected(booking_key, model.PAYMENT_DECLINED, decline_code))
 
+    def abandon(self, booking_key, request, hold, reason, detail):
+        if (decided := self._decided_meanwhile(booking_key)) is not None:
+            return decided
+        self.bookings[booking_key]["status"] = "released"
+        return self._final(Decision.rejected(booking_key, reason, detail))
+
     def park(self, booking_key, request, hold, reason, error):
         if hold is not None:
+            if (decided := self._decided_meanwhile(booking_key)) is not None:
+                return decided
             self.bookings[booking_key]["status"] = "released"
         self.retries[booking_key] = {"request": request, "reason": reason, "error": error, "status": "pending"}
         return model.queued(booking_key, reason)
@@ -133,6 +152,9 @@ class InMemorySandboxProvider:
         self.ledger[idempotency_key] = result
         self.charged_cents[idempotency_key] = amount_cents
         return result
+
+    def find_charge(self, idempotency_key):
+        return self.ledger.get(idempotency_key)
 
     def refund(self, idempotency_key, provider_ref, amount_cents) -> RefundResult:
         if idempotency_key in self.refunds:

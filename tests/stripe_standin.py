@@ -149,7 +149,8 @@ class StripeStandIn:
                                    " the same parameters they were first used with."), {}
             return stored.status, stored.body, {"Idempotent-Replayed": "true"}
         route = {("POST", "/v1/payment_intents"): self._create_payment_intent,
-                 ("POST", "/v1/refunds"): self._create_refund}.get((method, path))
+                 ("POST", "/v1/refunds"): self._create_refund,
+                 ("GET", "/v1/payment_intents/search"): self._search_payment_intents}.get((method, path))
         if route is None:
             return 404, _error("invalid_request_error", None, f"Unrecognized request URL ({method}: {path})."), {}
         invalid = _validate(path, form)
@@ -195,6 +196,15 @@ class StripeStandIn:
                                    "card": {"brand": "visa", "last4": CARD_LAST4, "exp_month": 12, "exp_year": 2034}}
         return 402, {"error": error}
 
+    def _search_payment_intents(self, form):
+        """Stripe's Search API, for the one query the adapter makes: metadata['booking_key']:'<key>'."""
+        match = re.fullmatch(r"metadata\['booking_key'\]:'([^']*)'", form.get("query", ""))
+        if match is None:
+            return 400, _error("invalid_request_error", None, "Unsupported search query.", param="query")
+        found = [i for i in self.payment_intents.values() if i["metadata"].get("booking_key") == match.group(1)]
+        return 200, {"object": "search_result", "url": "/v1/payment_intents/search", "has_more": False,
+                     "data": found, "next_page": None}
+
     def _create_refund(self, form):
         intent = self.payment_intents.get(form["payment_intent"])
         if intent is None:
@@ -231,7 +241,9 @@ def _error(type_: str, code: str | None, message: str, param: str | None = None)
 
 
 def _validate(path: str, form: dict[str, str]) -> dict | None:
-    """Stripe's parameter validation for the two endpoints: a 400 body, or None."""
+    """Stripe's parameter validation for the endpoints that create something: a 400 body, or None."""
+    if path.endswith("/search"):
+        return None
     if not re.fullmatch(r"\d+", form.get("amount", "0" if path == "/v1/refunds" else "")):
         return _error("invalid_request_error", "parameter_invalid_integer",
                       f"Invalid integer: {form.get('amount', '')}", param="amount")
@@ -271,7 +283,10 @@ def _handler_for(standin: StripeStandIn):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode() if length else ""
             headers = {name.lower(): value for name, value in self.headers.items()}
-            path = urllib.parse.urlsplit(self.path).path
+            split = urllib.parse.urlsplit(self.path)
+            path = split.path
+            if self.command == "GET":  # a GET's parameters are its query string (handle() reads them as a form)
+                body = split.query
             if self.command == "POST" and body and not headers.get("content-type", "").startswith(
                     "application/x-www-form-urlencoded"):
                 status, answer, extra = 400, _error("invalid_request_error", None, "Form-encoded body expected."), {}

@@ -27,6 +27,10 @@ class BrokerUnavailable(RuntimeError):
     """The broker did not answer or acknowledge in time."""
 
 
+class ProviderUnavailable(RuntimeError):
+    """The payment provider could not take a refund we owe: the batch is retried until it can."""
+
+
 class StoreUnavailable(RuntimeError):
     """The decision store (Redis) did not answer in time."""
 
@@ -40,7 +44,8 @@ class NotFound(LookupError):
 
 
 # Failures that mean "try again later", not "this request is bad": a batch meeting one is retried whole.
-OUTAGES: tuple[type[Exception], ...] = (DatabaseUnavailable, BrokerUnavailable, StoreUnavailable)
+OUTAGES: tuple[type[Exception], ...] = (DatabaseUnavailable, BrokerUnavailable, StoreUnavailable,
+                                         ProviderUnavailable)
 
 
 # -- payments -----------------------------------------------------------------------------------------------
@@ -79,6 +84,11 @@ class PaymentProvider(Protocol):
         """Refund part or all of the booking's charge `provider_ref`; idempotent per booking key."""
         ...
 
+    def find_charge(self, idempotency_key: str) -> ChargeResult | None:
+        """The provider's record of a charge made under the key (a succeeded one if there is one), or None: the
+        answer when a charge call ended in an error that does not say whether money was taken."""
+        ...
+
 
 # -- the write side -----------------------------------------------------------------------------------------
 
@@ -91,12 +101,21 @@ class BookingRepository(Protocol):
 
     def confirm(self, booking_key: str, request: RequestBooking, hold: Hold, provider: str,
                 provider_ref: str) -> Decision:
-        """Mark the hold confirmed, record the captured payment and the decision, in one transaction."""
+        """Mark the hold confirmed, record the captured payment and the decision, in one transaction — unless the
+        key was decided meanwhile (cancelled, its hold expired) or the booking is no longer held: then the hold is
+        released and that decision returned (not confirmed: the caller refunds the charge)."""
         ...
 
     def release_declined(self, booking_key: str, request: RequestBooking, hold: Hold, provider: str,
                          provider_ref: str, decline_code: str | None) -> Decision:
-        """Release the hold, record the declined payment and the rejection, in one transaction."""
+        """Release the hold, record the declined payment and the rejection, in one transaction (or return the
+        decision stored meanwhile)."""
+        ...
+
+    def abandon(self, booking_key: str, request: RequestBooking, hold: Hold, reason: str,
+                detail: str) -> Decision:
+        """Release the hold and store a final rejection: the request cannot be completed (or return the decision
+        stored meanwhile)."""
         ...
 
     def park(self, booking_key: str, request: RequestBooking, hold: Hold | None, reason: str,

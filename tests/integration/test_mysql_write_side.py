@@ -68,3 +68,91 @@ def test_answering_a_redelivered_request_from_its_stored_decision_closes_its_ret
 
     assert isinstance(answer, Decision) and answer.reason == "check_in_passed"
     assert sql_rows("SELECT status FROM booking_retries WHERE booking_key=%s", key) == [{"status": "succeeded"}]
+
+
+# -- a hold never outlives its request ----------------------------------------------------------------------
+
+def _decide(key, request, payments):
+    from booking_core.services.decide import decide_booking
+
+    return decide_booking(key, request, bootstrap.booking_repository(), payments, quick_retries=0)
+
+
+def _stay(days_ahead: int = 0) -> tuple[dt.date, dt.date]:
+    start = dt.date.today() + dt.timedelta(days=2000 + uuid.uuid4().int % 4000 + days_ahead)
+    return start, start + dt.timedelta(days=3)
+
+
+class ExplodingProvider:
+    """A provider whose charge fails with an error that is no outage and no decline (a bug, bad data)."""
+
+    name = "sandbox"
+
+    def __init__(self, after_charging=None):
+        self.after_charging = after_charging
+        self.refunds = []
+
+    def charge(self, idempotency_key, amount_cents, currency, token):
+        raise ValueError("Incorrect string value for column 'token'")
+
+    def refund(self, idempotency_key, provider_ref, amount_cents):
+        self.refunds.append(idempotency_key)
+
+    def find_charge(self, idempotency_key):
+        return None  # the provider has no record of a charge: nothing to give back
+
+
+def test_a_non_transient_error_after_the_hold_releases_it_and_answers_a_final_rejection(mysql_db):
+    """It was parked with its hold kept: each re-drive met the same error, the nights stayed held for ever."""
+    key = f"explode-{uuid.uuid4().hex}"
+    request = RequestBooking(2, 34, *_stay(), 1, "tok_visa")
+
+    decision = _decide(key, request, ExplodingProvider())
+
+    assert (decision.status, decision.reason) == ("rejected", "processing_failed")
+    assert "Incorrect string" not in (decision.detail or "")
+    assert sql_rows("SELECT status FROM bookings WHERE booking_key=%s", key) == [{"status": "released"}]
+    assert sql_rows("SELECT reason FROM decisions WHERE booking_key=%s", key) == [{"reason": "processing_failed"}]
+    assert sql_rows("SELECT id FROM booking_retries WHERE booking_key=%s AND status IN ('pending', 'in_flight')",
+                    key) == []
+
+
+class CancellingProvider:
+    """The real sandbox; after it has charged, the request is cancelled before payment_fn confirms."""
+
+    def __init__(self, cancel):
+        from booking_core.adapters.sandbox_payments import MySqlSandboxProvider
+
+        self.real, self.cancel = MySqlSandboxProvider(bootstrap.connections()), cancel
+        self.name = self.real.name
+
+    def charge(self, *args):
+        result = self.real.charge(*args)
+        self.cancel()
+        return result
+
+    def refund(self, *args):
+        return self.real.refund(*args)
+
+    def find_charge(self, key):
+        return self.real.find_charge(key)
+
+
+def test_confirm_confirms_only_a_booking_still_held_and_a_charge_it_cannot_keep_is_refunded(mysql_db):
+    from booking_core.adapters.mysql_decisions import insert_decision
+    from booking_core.domain.model import Decision
+
+    key = f"lost-hold-{uuid.uuid4().hex}"
+    request = RequestBooking(2, 34, *_stay(), 1, "tok_visa")
+
+    def cancel_meanwhile():  # what a cancellation (or the hold sweep) does between charge and confirm
+        with bootstrap.connections().transaction() as cur:
+            cur.execute("UPDATE bookings SET status='released' WHERE booking_key=%s AND status='held'", (key,))
+            insert_decision(cur, Decision.rejected(key, "cancelled", "cancelled by the user"), request.fingerprint())
+
+    decision = _decide(key, request, CancellingProvider(cancel_meanwhile))
+
+    assert (decision.status, decision.reason) == ("rejected", "cancelled")
+    assert sql_rows("SELECT status FROM bookings WHERE booking_key=%s", key) == [{"status": "released"}]
+    assert sql_rows("SELECT id FROM payments WHERE booking_key=%s", key) == []
+    assert sql_rows("SELECT status FROM sandbox_refunds WHERE idempotency_key=%s", key) == [{"status": "succeeded"}]

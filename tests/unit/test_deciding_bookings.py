@@ -107,3 +107,50 @@ def test_a_record_nested_deeper_than_a_parser_goes_is_answered_invalid_and_never
     summary = process_booking_requests(event, repo, payments, publisher, "booking-decisions")
     assert summary == {"invalid": 1}
     assert [key for _, key, _ in publisher.sent] == ["1.deep"]
+
+
+class Broken(InMemorySandboxProvider):
+    """Charges (or not), then something that is no outage and no decline goes wrong."""
+
+    def __init__(self, charge_first: bool):
+        super().__init__()
+        self.charge_first = charge_first
+
+    def charge(self, idempotency_key, amount_cents, currency, token):
+        if self.charge_first:
+            super().charge(idempotency_key, amount_cents, currency, token)
+        raise KeyError("a bug")
+
+
+def test_an_error_after_the_hold_releases_it_and_answers_processing_failed():
+    repo = FakeBookingRepository()
+    decision = decide_booking("k", request(), repo, Broken(charge_first=False), quick_retries=0)
+    assert (decision.status, decision.reason) == (model.REJECTED, model.PROCESSING_FAILED)
+    assert repo.bookings["k"]["status"] == "released" and repo.decisions["k"] == decision
+
+
+def test_a_confirmation_that_fails_after_the_charge_refunds_it():
+    repo, payments = FakeBookingRepository(), InMemorySandboxProvider()
+
+    def failing_confirm(*args):
+        raise RuntimeError("confirm broke")
+
+    repo.confirm = failing_confirm
+    decision = decide_booking("k", request(), repo, payments, quick_retries=0)
+    assert decision.reason == model.PROCESSING_FAILED
+    assert payments.refunds["k"].status == "succeeded"
+
+
+def test_a_key_decided_while_its_charge_ran_keeps_that_decision_and_the_charge_is_refunded():
+    repo, payments = FakeBookingRepository(), InMemorySandboxProvider()
+    real_charge = payments.charge
+
+    def charge_then_cancelled(key, amount, currency, token):
+        result = real_charge(key, amount, currency, token)
+        repo.decisions[key] = model.Decision.rejected(key, model.CANCELLED)
+        return result
+
+    payments.charge = charge_then_cancelled
+    decision = decide_booking("k", request(), repo, payments, quick_retries=0)
+    assert decision.reason == model.CANCELLED and repo.bookings["k"]["status"] == "released"
+    assert payments.refunds["k"].status == "succeeded" and "k" not in repo.payments

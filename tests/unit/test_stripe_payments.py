@@ -378,12 +378,30 @@ def test_no_secret_key_payment_method_or_card_data_reaches_a_log_line_or_a_retry
     with pytest.raises(TransientPaymentError):
         rejected_key.charge("bk-log-401", 20000, "EUR", "pm_card_visa")
 
-    assert summary == {"queued": 2, "confirmed": 1, "rejected": 2}, (summary, repo.decisions)
-    assert repo.retries["bk-log-reused"]["reason"] == "internal_error"
+    assert summary == {"queued": 1, "confirmed": 1, "rejected": 3}, (summary, repo.decisions)
+    # The reused key's charge ended in an error that does not say whether money was taken: the provider's record
+    # (a charge under the key) is refunded and the hold released with a final answer.
+    assert repo.decisions["bk-log-reused"].reason == "processing_failed"
+    assert [r.form["payment_intent"] for r in standin.posts("/v1/refunds")] == [
+        i["id"] for i in standin.payment_intents.values() if i["metadata"].get("booking_key") == "bk-log-reused"]
     formatter = JsonFormatter("payment_fn")
     lines = "\n".join(formatter.format(record) for record in caplog.records)
     stored = json.dumps({key: row["error"] for key, row in repo.retries.items()})
-    assert "bk-log-500" in lines and "idempotency_error" in stored  # the lines and rows checked are there
+    assert "bk-log-500" in lines and "idempotency_error" in lines  # the lines and rows checked are there
     for text in (lines, stored):
         for secret in (standin.secret_key, "sk_test_wrong_key_0000", *tokens.values(), CARD_LAST4, "last4"):
             assert secret not in text
+
+
+def test_find_charge_finds_the_bookings_intent_by_its_metadata(standin, stripe):
+    charged = stripe.charge("bk-find", 4200, "EUR", "pm_card_visa")
+    stripe.charge("bk-find-declined", 4200, "EUR", "pm_card_chargeDeclined")
+    assert stripe.find_charge("bk-find") == charged
+    assert stripe.find_charge("bk-find-declined").succeeded is False
+    assert stripe.find_charge("bk-never") is None
+
+
+def test_find_charge_out_of_reach_is_transient(standin, stripe):
+    standin.fail_next(500)
+    with pytest.raises(TransientPaymentError):
+        stripe.find_charge("bk-find")

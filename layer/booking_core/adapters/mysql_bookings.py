@@ -119,7 +119,13 @@ class MySqlBookingRepository:
     def confirm(self, booking_key: str, request: RequestBooking, hold: Hold, provider: str,
                 provider_ref: str) -> Decision:
         with self._connections.transaction() as cur:
-            cur.execute("UPDATE bookings SET status='confirmed' WHERE id=%s", (hold.booking_id,))
+            decided = _decided_meanwhile(cur, booking_key, hold)
+            if decided is not None:
+                return decided
+            cur.execute("UPDATE bookings SET status='confirmed' WHERE id=%s AND status='held'", (hold.booking_id,))
+            if cur.rowcount == 0:  # released by something that stored no decision: the nights are not ours
+                return _store_final(cur, Decision.rejected(booking_key, model.HOLD_EXPIRED, HOLD_LOST_DETAIL),
+                                    request.fingerprint())
             payment_id = self._record_payment(cur, booking_key, hold, provider, provider_ref, "captured")
             decision = Decision(booking_key, model.CONFIRMED, booking_id=hold.booking_id, payment_id=payment_id,
                                 amount_cents=hold.amount_cents, currency=hold.currency)
@@ -131,17 +137,47 @@ class MySqlBookingRepository:
     def release_declined(self, booking_key: str, request: RequestBooking, hold: Hold, provider: str,
                          provider_ref: str, decline_code: str | None) -> Decision:
         with self._connections.transaction() as cur:
-            cur.execute("UPDATE bookings SET status='released' WHERE id=%s", (hold.booking_id,))
+            decided = _decided_meanwhile(cur, booking_key, hold)
+            if decided is not None:
+                return decided
+            cur.execute("UPDATE bookings SET status='released' WHERE id=%s AND status='held'", (hold.booking_id,))
             self._record_payment(cur, booking_key, hold, provider, provider_ref, "declined")
             decision = Decision.rejected(booking_key, model.PAYMENT_DECLINED, decline_code)
             decision.amount_cents, decision.currency = hold.amount_cents, hold.currency
             return _store_final(cur, decision, request.fingerprint())
 
+    def abandon(self, booking_key: str, request: RequestBooking, hold: Hold, reason: str,
+                detail: str) -> Decision:
+        with self._connections.transaction() as cur:
+            decided = _decided_meanwhile(cur, booking_key, hold)
+            if decided is not None:
+                return decided
+            cur.execute("UPDATE bookings SET status='released' WHERE id=%s AND status='held'", (hold.booking_id,))
+            return _store_final(cur, Decision.rejected(booking_key, reason, detail), request.fingerprint())
+
     def park(self, booking_key: str, request: RequestBooking, hold: Hold | None, reason: str,
              error: str) -> Decision:
         with self._connections.transaction() as cur:
             if hold is not None:
+                decided = _decided_meanwhile(cur, booking_key, hold)
+                if decided is not None:
+                    return decided
                 cur.execute("UPDATE bookings SET status='released' WHERE id=%s AND status='held'",
                             (hold.booking_id,))
             upsert_retry(cur, booking_key, request, reason, error)
         return model.queued(booking_key, reason)
+
+
+HOLD_LOST_DETAIL = "the held nights were released before the payment completed"
+
+
+def _decided_meanwhile(cur: Cursor, booking_key: str, hold: Hold) -> Decision | None:
+    """The key's final decision if one was stored while its payment ran (a cancellation, the hold sweep), with the
+    hold released; else None. The decision row is locked (FOR UPDATE), so whatever decides the key next waits for
+    this transaction: one decision per key, whoever writes it."""
+    cur.execute("SELECT decision_json FROM decisions WHERE booking_key=%s FOR UPDATE", (booking_key,))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    cur.execute("UPDATE bookings SET status='released' WHERE id=%s AND status='held'", (hold.booking_id,))
+    return decision_from_json(row["decision_json"])

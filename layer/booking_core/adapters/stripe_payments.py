@@ -157,6 +157,22 @@ class StripePaymentProvider:
             return RefundResult(status, refund.id)
         return RefundResult("failed", refund.id, getattr(refund, "failure_reason", None) or f"refund_{status}")
 
+    def find_charge(self, idempotency_key: str) -> ChargeResult | None:
+        """The booking's PaymentIntent, found by its metadata (Stripe's Search API: seconds behind writes, which is
+        fine for what asks — a charge call that ended in an unexplained error, a hold minutes old)."""
+        stripe = _stripe()
+        try:
+            found = self._stripe_client().v1.payment_intents.search(
+                {"query": f"metadata['booking_key']:'{idempotency_key}'", "limit": 10},
+                {"api_key": self._key()})
+        except stripe.StripeError as exc:
+            raise self._transient(exc) from None
+        intents = list(getattr(found, "data", []) or [])
+        succeeded = [i for i in intents if i.status == SUCCEEDED]
+        if succeeded:
+            return ChargeResult(SUCCEEDED, succeeded[0].id)
+        return ChargeResult(DECLINED, intents[0].id, "not_captured") if intents else None
+
     # ---- internals ---------------------------------------------------------------------------------------
 
     def _charge_result(self, intent: Any) -> ChargeResult:

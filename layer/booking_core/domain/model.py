@@ -27,6 +27,10 @@ INVALID_REQUEST = "invalid_request"
 IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
 CHECK_IN_PASSED = "check_in_passed"
 RETRIES_EXHAUSTED = "retries_exhausted"
+PROCESSING_FAILED = "processing_failed"  # an error after the hold that no retry can cure: released, never charged
+HOLD_EXPIRED = "hold_expired"            # held longer than the hold limit: released by the sweep, never charged
+CANCELLED = "cancelled"                  # the user cancelled it while it was queued or pending
+EXPIRED = "expired"                      # queued longer than a queued request may wait
 
 
 class ValidationError(ValueError):

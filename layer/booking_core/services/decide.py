@@ -4,12 +4,21 @@ from __future__ import annotations
 import logging
 import time
 
+from booking_core.domain import model
 from booking_core.domain.model import Decision, Hold, RequestBooking
-from booking_core.ports import BookingRepository, ChargeResult, PaymentProvider, TransientPaymentError
+from booking_core.ports import (
+    OUTAGES,
+    BookingRepository,
+    ChargeResult,
+    PaymentProvider,
+    ProviderUnavailable,
+    TransientPaymentError,
+)
 
 log = logging.getLogger(__name__)
 
 TRANSIENT_PAYMENT_FAILURE = "transient_payment_failure"
+PROCESSING_FAILED_DETAIL = "the booking could not be completed; nothing was charged"
 
 
 def decide_booking(
@@ -24,7 +33,9 @@ def decide_booking(
 
     Every step is idempotent on booking_key, so a redelivery after a crash at any point finishes the same
     booking instead of making a second one. No row lock is held while the provider is called.
-    Outages (DatabaseUnavailable) propagate so the whole batch is retried.
+    Outages propagate so the whole batch is retried. Anything else that goes wrong once the dates are held
+    releases them and answers a final rejection: a hold never outlives its request, and a charge the booking
+    cannot keep (the key was cancelled or its hold expired meanwhile, or confirming failed) is refunded.
     """
     # hold() answers a redelivered request with its stored decision (read under the listing lock).
     held = repo.hold(booking_key, request)
@@ -32,22 +43,57 @@ def decide_booking(
         return held
     hold: Hold = held
 
+    result: ChargeResult | None = None
+    try:
+        result, last_error = _charge(booking_key, request, hold, payments, quick_retries, retry_pause_s)
+        if result is None:
+            return repo.park(booking_key, request, hold, TRANSIENT_PAYMENT_FAILURE, last_error)
+        if not result.succeeded:
+            return repo.release_declined(booking_key, request, hold, payments.name, result.provider_ref,
+                                         result.decline_code)
+        decision = repo.confirm(booking_key, request, hold, payments.name, result.provider_ref)
+        if decision.status != model.CONFIRMED:  # decided otherwise while the charge ran
+            _refund(booking_key, result, hold, payments)
+        return decision
+    except OUTAGES:
+        raise
+    except Exception:  # noqa: BLE001 - no retry cures it: release the nights, answer, refund what was taken
+        log.exception("deciding a held request failed; its hold is released")
+        # An error inside the charge call does not say whether money was taken: the provider's record does.
+        taken = result if result is not None else _charge_on_record(booking_key, payments)
+        if taken is not None and taken.succeeded:
+            _refund(booking_key, taken, hold, payments)
+        return repo.abandon(booking_key, request, hold, model.PROCESSING_FAILED, PROCESSING_FAILED_DETAIL)
+
+
+def _charge(booking_key: str, request: RequestBooking, hold: Hold, payments: PaymentProvider,
+            quick_retries: int, retry_pause_s: float) -> tuple[ChargeResult | None, str]:
+    """The provider's answer, trying again quickly on transient failures; (None, last error) when it stays away."""
     last_error = ""
-    result: ChargeResult
     for attempt in range(quick_retries + 1):
         try:
-            result = payments.charge(booking_key, hold.amount_cents, hold.currency, request.payment_token)
-            break
+            return payments.charge(booking_key, hold.amount_cents, hold.currency, request.payment_token), ""
         except TransientPaymentError as exc:
             last_error = str(exc)
             log.warning("transient payment failure", extra={"booking_key": booking_key, "attempt": attempt,
                                                             "error": last_error})
             if attempt < quick_retries:
                 time.sleep(retry_pause_s * (2 ** attempt))
-    else:
-        return repo.park(booking_key, request, hold, TRANSIENT_PAYMENT_FAILURE, last_error)
+    return None, last_error
 
-    if result.succeeded:
-        return repo.confirm(booking_key, request, hold, payments.name, result.provider_ref)
-    return repo.release_declined(booking_key, request, hold, payments.name, result.provider_ref,
-                                 result.decline_code)
+
+def _charge_on_record(booking_key: str, payments: PaymentProvider) -> ChargeResult | None:
+    try:
+        return payments.find_charge(booking_key)
+    except TransientPaymentError as exc:
+        raise ProviderUnavailable(f"the provider's record of {booking_key} is out of reach: {exc}") from exc
+
+
+def _refund(booking_key: str, charge: ChargeResult, hold: Hold, payments: PaymentProvider) -> None:
+    """Give back a charge the booking will not keep (idempotent per key). A provider that cannot take it now makes
+    the batch retry (an outage): the hold is still there on redelivery, so the refund is tried again."""
+    try:
+        payments.refund(booking_key, charge.provider_ref, hold.amount_cents)
+    except TransientPaymentError as exc:
+        raise ProviderUnavailable(f"refund of {booking_key} not taken: {exc}") from exc
+    log.info("charge refunded: the booking was decided otherwise", extra={"booking_key": booking_key})
