@@ -24,10 +24,13 @@ from booking_core import bootstrap, config, logs
 from booking_core.domain import model
 from booking_core.domain.model import ForeignUser, ValidationError, parse_users_booking_request
 from booking_core.domain.queries import positive_id
+from booking_core.logs import correlated
 from booking_core.ports import BrokerUnavailable, DatabaseUnavailable, NotFound, StoreUnavailable
 from booking_core.services.submit import (
+    AlreadyDecided,
     IdempotencyKeyReused,
     TooManyPending,
+    cancel_request,
     request_status,
     submit_booking,
     valid_booking_key,
@@ -179,6 +182,22 @@ def booking_request_status(booking_key):
     decision = None
     if model.owner_of_booking_key(booking_key) == user_id:
         decision = request_status(booking_key, bootstrap.decision_store(), bootstrap.request_log())
+    if decision is None:
+        return _error(404, "not_found", "no booking request of yours with this key")
+    return _decision_response(decision, 200)
+
+
+@app.route("/v1/bookings/requests/{booking_key}", methods=["DELETE"], authorizer=signed_in)
+def cancel_booking_request(booking_key):
+    decision = None
+    try:
+        if model.owner_of_booking_key(booking_key) == _caller():
+            with correlated(booking_key):
+                decision = cancel_request(booking_key, bootstrap.decision_store(), bootstrap.request_log(),
+                                          bootstrap.booking_repository())
+    except AlreadyDecided as decided:
+        return Response(body={"error": "already_decided", "message": "the request was decided already",
+                              "decision": decided.decision.to_dict()}, status_code=409)
     if decision is None:
         return _error(404, "not_found", "no booking request of yours with this key")
     return _decision_response(decision, 200)

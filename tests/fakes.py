@@ -71,6 +71,13 @@ class FakeBookingRepository:
         self.bookings[booking_key]["status"] = "released"
         return self._final(Decision.rejected(booking_key, reason, detail))
 
+    def settle(self, booking_key, decision):
+        if booking_key in self.decisions:
+            return self.decisions[booking_key], False
+        if booking_key in self.bookings and self.bookings[booking_key]["status"] == "held":
+            self.bookings[booking_key]["status"] = "released"
+        return self._final(decision), True
+
     def park(self, booking_key, request, hold, reason, error):
         if hold is not None:
             if (decided := self._decided_meanwhile(booking_key)) is not None:

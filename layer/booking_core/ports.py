@@ -123,6 +123,11 @@ class BookingRepository(Protocol):
         """Release any hold and save the request in the retry table; returns a `queued` decision."""
         ...
 
+    def settle(self, booking_key: str, decision: Decision) -> tuple[Decision, bool]:
+        """Make `decision` the key's final one unless it has one: its hold released, its retry row closed, in one
+        transaction under the key's decision lock. Returns (the key's decision, whether it is the one given)."""
+        ...
+
 
 class Publisher(Protocol):
     def send(self, topic: str, key: str, value: bytes, correlation_id: str | None = None) -> Any:

@@ -168,6 +168,19 @@ class MySqlBookingRepository:
         return model.queued(booking_key, reason)
 
 
+    def settle(self, booking_key: str, decision: Decision) -> tuple[Decision, bool]:
+        with self._connections.transaction() as cur:
+            cur.execute("SELECT decision_json FROM decisions WHERE booking_key=%s FOR UPDATE", (booking_key,))
+            row = cur.fetchone()
+            if row is not None:
+                return decision_from_json(row["decision_json"]), False
+            # A payment in flight finds the decision when it confirms (locking it as this did): it releases the
+            # hold itself and refunds. The request hash is unknown here: a later reuse of the key is answered
+            # from this decision.
+            cur.execute("UPDATE bookings SET status='released' WHERE booking_key=%s AND status='held'", (booking_key,))
+            return _store_final(cur, decision, ""), True
+
+
 HOLD_LOST_DETAIL = "the held nights were released before the payment completed"
 
 

@@ -9,6 +9,7 @@ from booking_core.domain import messages, model
 from booking_core.domain.model import Decision, RequestBooking
 from booking_core.logs import correlated
 from booking_core.ports import (
+    BookingRepository,
     BrokerUnavailable,
     DecisionStore,
     Publisher,
@@ -143,4 +144,34 @@ def request_status(booking_key: str, store: DecisionStore, requests: RequestLog)
             store.save(decision)
         except StoreUnavailable:
             log.warning("status not put back in the store", exc_info=True)
+    return decision
+
+
+class AlreadyDecided(Exception):
+    """The request has a final decision: there is nothing left to cancel."""
+
+    def __init__(self, decision: Decision):
+        super().__init__(decision.booking_key)
+        self.decision = decision
+
+
+def cancel_request(booking_key: str, store: DecisionStore, requests: RequestLog,
+                   repo: BookingRepository) -> Decision | None:
+    """Cancel a request still waiting (queued in the retry table, or pending: published, maybe held): it gets the
+    final decision `cancelled`, its hold is released and it is never charged; a later re-drive finds the decision.
+    None for a key nobody has seen; AlreadyDecided when it has a final decision."""
+    status = request_status(booking_key, store, requests)
+    if status is None:
+        return None
+    if status.is_final:
+        raise AlreadyDecided(status)
+    decision, cancelled = repo.settle(booking_key, Decision.rejected(booking_key, model.CANCELLED,
+                                                                     "cancelled by the user"))
+    if not cancelled:
+        raise AlreadyDecided(decision)
+    try:
+        store.save(decision)  # waiting clients hear it now; the status URL would also find it in MySQL
+    except StoreUnavailable:
+        log.warning("cancellation not put in the store", exc_info=True)
+    log.info("request cancelled")
     return decision
