@@ -30,7 +30,8 @@ class InMemoryDecisionStore:
         self._entries: dict[str, list] = {}  # key → [threading.Event, Decision | None, request_hash]
         self._lock = threading.Lock()
 
-    def claim(self, booking_key: str, request_hash: str, user_id: int, max_pending: int = 0):
+    def claim(self, booking_key: str, request, max_pending: int = 0):
+        request_hash = request.fingerprint()
         with self._lock:
             entry = self._entries.get(booking_key)
             if entry is None:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         Publisher,
         ReadModel,
         RequestLog,
+        Retention,
         RetryStore,
         RetryTable,
         UserAccounts,
@@ -85,6 +86,12 @@ def request_log() -> RequestLog:
     from booking_core.adapters.mysql_decisions import MySqlRequestLog
 
     return _get("request_log", lambda: MySqlRequestLog(connections()))
+
+
+def retention() -> Retention:
+    from booking_core.adapters.mysql_retries import MySqlRetention
+
+    return _get("retention", lambda: MySqlRetention(connections()))
 
 
 def retry_store() -> RetryStore:

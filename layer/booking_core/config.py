@@ -130,6 +130,36 @@ def pending_stale_s() -> float:
     return _float("PENDING_STALE_S", 600.0)
 
 
+def hold_limit_s() -> float:
+    """A booking held longer than this lost its payment_fn: the maintenance sweep completes or releases it."""
+    return _float("HOLD_LIMIT_S", 900.0)
+
+
+def pending_redrive_s() -> float:
+    """A request pending this long since its claim (or last re-drive) is published again by the sweep."""
+    return _float("PENDING_REDRIVE_S", 120.0)
+
+
+def max_redrives() -> int:
+    """Re-drives of a stranded request before it is parked in the retry table (answered queued)."""
+    return _int("MAX_REDRIVES", 3)
+
+
+def queued_max_age_s() -> float:
+    """A request waiting in the retry table longer than this is answered `expired` (never charged)."""
+    return _float("QUEUED_MAX_AGE_S", 24 * 3600.0)
+
+
+RETENTION_DEFAULT_DAYS = {"decisions": 90.0, "retries": 30.0, "emails": 30.0, "change_log": 30.0, "sandbox": 30.0,
+                          "sandbox_refunds": 30.0}
+
+
+def retention_days() -> dict[str, float]:
+    """Days finished rows are kept, per kind (RETENTION_DAYS_DECISIONS, ... override each); a confirmed booking's
+    decision is kept as long as the booking."""
+    return {kind: _float(f"RETENTION_DAYS_{kind.upper()}", days) for kind, days in RETENTION_DEFAULT_DAYS.items()}
+
+
 def api_port() -> int:
     return _int("API_PORT", 8000)
 

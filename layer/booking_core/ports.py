@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from booking_core.domain.emails import Email, OutboxEmail, SendOutcome
-from booking_core.domain.model import Decision, Hold, RequestBooking
+from booking_core.domain.model import Decision, Hold, RequestBooking, StaleHold
 from booking_core.domain.read_model import Plan
 from booking_core.domain.retries import RetryRow, Step
 
@@ -123,6 +123,14 @@ class BookingRepository(Protocol):
         """Release any hold and save the request in the retry table; returns a `queued` decision."""
         ...
 
+    def stale_holds(self, older_than_s: float, limit: int) -> list[StaleHold]:
+        """Bookings held for longer than `older_than_s`, oldest first."""
+        ...
+
+    def complete_stale(self, stale: StaleHold, provider: str, provider_ref: str) -> Decision:
+        """Confirm a stale hold whose charge the provider has on record, as payment_fn would have."""
+        ...
+
     def settle(self, booking_key: str, decision: Decision) -> tuple[Decision, bool]:
         """Make `decision` the key's final one unless it has one: its hold released, its retry row closed, in one
         transaction under the key's decision lock. Returns (the key's decision, whether it is the one given)."""
@@ -147,10 +155,11 @@ class Publisher(Protocol):
 class DecisionStore(Protocol):
     """Every method raises StoreUnavailable when the store does not answer."""
 
-    def claim(self, booking_key: str, request_hash: str, user_id: int,
+    def claim(self, booking_key: str, request: RequestBooking,
               max_pending: int = 0) -> tuple[bool, str | None, Decision | None] | None:
-        """Mark the key pending if it is new. Returns (created, stored request_hash, stored decision), or None when
-        the key is new and `user_id` already has `max_pending` requests awaiting a decision (0: no limit)."""
+        """Mark the key pending with its request if it is new. Returns (created, stored request_hash, stored
+        decision), or None when the key is new and the request's user already has `max_pending` requests awaiting a
+        decision (0: no limit)."""
         ...
 
     def save(self, decision: Decision) -> bool:
@@ -162,6 +171,12 @@ class DecisionStore(Protocol):
     def release(self, booking_key: str, user_id: int) -> None:
         """Forget a claim whose request went nowhere (neither published nor parked): the next try publishes."""
         ...
+
+    def stranded(self, older_than_s: float, limit: int) -> list[tuple[str, RequestBooking | None, int]]:
+        """Keys pending longer than `older_than_s` (since their claim or last re-drive): (key, request, re-drives)."""
+        ...
+
+    def mark_redriven(self, booking_key: str) -> None: ...
 
     def wait_decided(self, booking_key: str, timeout_s: float, known_pending: bool = False) -> Decision | None:
         """Block until the key leaves `pending` or timeout_s passes; return the latest state."""
@@ -205,6 +220,17 @@ class RetryStore(Protocol):
 
     def count_waiting(self) -> int:
         """Rows still pending or in flight after this run."""
+        ...
+
+    def open_since(self, older_than_s: float, limit: int) -> list[str]:
+        """Keys of rows still pending or in flight that were parked more than `older_than_s` ago, oldest first."""
+        ...
+
+
+class Retention(Protocol):
+    def purge(self, older_than_days: dict[str, float], limit: int) -> dict[str, int]:
+        """Delete at most `limit` finished rows per kind older than its days (kinds: decisions, retries, emails,
+        change_log, sandbox); the counts deleted."""
         ...
 
 

@@ -1,6 +1,7 @@
 """The Redis decision store on real Redis: claim, save, and waits woken by BLPOP."""
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 import uuid
@@ -9,7 +10,7 @@ import pytest
 
 from booking_core.adapters.redis_decision_store import WAKE_TTL_S, RedisDecisionStore
 from booking_core.domain import model
-from booking_core.domain.model import Decision
+from booking_core.domain.model import Decision, RequestBooking
 
 pytestmark = pytest.mark.integration
 
@@ -22,21 +23,25 @@ def store(redis_client):
 USER = 77
 
 
+def _request(user_id: int = USER, nights: int = 2) -> RequestBooking:
+    return RequestBooking(user_id, 7, dt.date(2031, 1, 1), dt.date(2031, 1, 1 + nights), 1, "tok_visa")
+
+
 def _key() -> str:
     return model.scoped_booking_key(USER, f"store-{uuid.uuid4().hex}")
 
 
 def test_a_new_key_is_claimed_once_and_the_second_claim_sees_the_first_hash_and_pending(store):
     key = _key()
-    assert store.claim(key, "hash-a", USER) == (True, "hash-a", None)
-    created, stored_hash, decision = store.claim(key, "hash-b", USER)
-    assert (created, stored_hash, decision.status) == (False, "hash-a", model.PENDING)
+    assert store.claim(key, _request()) == (True, _request().fingerprint(), None)
+    created, stored_hash, decision = store.claim(key, _request(nights=3))
+    assert (created, stored_hash, decision.status) == (False, _request().fingerprint(), model.PENDING)
 
 
 @pytest.mark.parametrize("known_pending", [False, True])  # True: the API's claim → publish → wait path
 def test_a_decision_saved_before_the_wait_answers_it_at_once(store, known_pending):
     key = _key()
-    store.claim(key, "h", USER)
+    store.claim(key, _request())
     store.save(Decision(key, model.CONFIRMED, booking_id=7))
     decision = store.wait_decided(key, 5, known_pending=known_pending)
     assert decision.status == model.CONFIRMED and decision.booking_id == 7
@@ -44,7 +49,7 @@ def test_a_decision_saved_before_the_wait_answers_it_at_once(store, known_pendin
 
 def test_two_waiters_on_one_key_both_wake_and_the_wake_list_keeps_an_expiry(store, redis_client):
     key = _key()
-    store.claim(key, "h", USER)
+    store.claim(key, _request())
     answers = []
     waiters = [threading.Thread(target=lambda: answers.append(store.wait_decided(key, 5))) for _ in range(2)]
     for waiter in waiters:
@@ -60,7 +65,7 @@ def test_two_waiters_on_one_key_both_wake_and_the_wake_list_keeps_an_expiry(stor
 
 def test_a_wait_without_a_decision_ends_pending_after_its_timeout(store):
     key = _key()
-    store.claim(key, "h", USER)
+    store.claim(key, _request())
     assert store.wait_decided(key, 0.3).status == model.PENDING
 
 
@@ -68,19 +73,33 @@ def test_a_user_at_the_pending_limit_claims_no_new_key_until_one_is_decided(stor
     user = int(uuid.uuid4().int % 10**9) + 10**6
     keys = [model.scoped_booking_key(user, f"limit-{i}") for i in range(4)]
     for key in keys[:3]:
-        assert store.claim(key, "h", user, max_pending=3)[0] is True
-    assert store.claim(keys[3], "h", user, max_pending=3) is None
+        assert store.claim(key, _request(user), max_pending=3)[0] is True
+    assert store.claim(keys[3], _request(user), max_pending=3) is None
     assert not redis_client.exists(store._keys(keys[3])[0])  # nothing written for the refused key
-    assert store.claim(keys[0], "h", user, max_pending=3)[0] is False  # a known key is never refused
+    assert store.claim(keys[0], _request(user), max_pending=3)[0] is False  # a known key is never refused
     store.save(Decision(keys[0], model.QUEUED))  # queued no longer awaits a decision
-    assert store.claim(keys[3], "h", user, max_pending=3)[0] is True
+    assert store.claim(keys[3], _request(user), max_pending=3)[0] is True
     assert 0 < redis_client.pttl(f"{store.prefix}pending:{user}")  # the set expires when nobody uses it
 
 
 def test_a_request_pending_longer_than_the_stale_bound_stops_counting(store, monkeypatch):
     user = int(uuid.uuid4().int % 10**9) + 10**6
     monkeypatch.setenv("PENDING_STALE_S", "0.2")
-    assert store.claim(model.scoped_booking_key(user, "old"), "h", user, max_pending=1)[0] is True
-    assert store.claim(model.scoped_booking_key(user, "new"), "h", user, max_pending=1) is None
+    assert store.claim(model.scoped_booking_key(user, "old"), _request(user), max_pending=1)[0] is True
+    assert store.claim(model.scoped_booking_key(user, "new"), _request(user), max_pending=1) is None
     time.sleep(0.3)
-    assert store.claim(model.scoped_booking_key(user, "new"), "h", user, max_pending=1)[0] is True
+    assert store.claim(model.scoped_booking_key(user, "new"), _request(user), max_pending=1)[0] is True
+
+
+def test_a_key_pending_too_long_is_stranded_with_its_request_until_decided_or_redriven(store, redis_client):
+    key = _key()
+    store.claim(key, _request())
+    assert key not in [k for k, _, _ in store.stranded(older_than_s=60, limit=1000)]
+    stranded = {k: (r, n) for k, r, n in store.stranded(older_than_s=0, limit=10_000)}
+    assert stranded[key] == (_request(), 0)  # what a re-drive publishes again
+    store.mark_redriven(key)
+    assert key not in [k for k, _, _ in store.stranded(older_than_s=5, limit=10_000)]  # its clock restarted
+    assert {k: n for k, _, n in store.stranded(older_than_s=0, limit=10_000)}[key] == 1
+    store.save(Decision(key, model.CONFIRMED, booking_id=3))
+    assert key not in [k for k, _, _ in store.stranded(older_than_s=0, limit=10_000)]
+    assert redis_client.zscore(f"{store.prefix}pending", key) is None

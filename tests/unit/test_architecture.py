@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ["booking_api", "payment_fn", "replication_fn", "retry_fn", "accounts_fn"]
+PACKAGES = ["booking_api", "payment_fn", "replication_fn", "retry_fn", "accounts_fn", "maintenance_fn"]
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
@@ -59,7 +59,7 @@ def test_a_planted_forbidden_import_breaks_its_contract(tree_copy, module, plant
 
 
 HANDLERS = ["booking_api.app", "booking_api.listener", "payment_fn.app", "replication_fn.app", "retry_fn.app",
-            "accounts_fn.app"]
+            "accounts_fn.app", "maintenance_fn.app"]
 
 
 def test_the_layer_ships_only_what_a_handler_runs():

@@ -23,7 +23,8 @@ class FakeDecisionStore:
         self.waits = 0
         self.fail_waits = False
 
-    def claim(self, key, fingerprint, user_id, max_pending=0):
+    def claim(self, key, request, max_pending=0):
+        fingerprint, user_id = request.fingerprint(), request.user_id
         if key in self.entries:
             stored_hash, decision = self.entries[key]
             return False, stored_hash, decision
@@ -90,7 +91,7 @@ def test_a_broker_outage_parks_the_request_and_answers_queued():
 
 def test_the_same_key_and_body_get_the_same_answer_without_publishing_again():
     store, publisher = FakeDecisionStore(), FakePublisher()
-    store.claim("1.k", REQ.fingerprint(), 1)
+    store.claim("1.k", REQ)
     store.save(Decision("1.k", model.CONFIRMED, booking_id=5))
     result = submit(store, publisher, FakeRetryTable(), key="k")
     assert result.decision.booking_id == 5 and publisher.sent == []

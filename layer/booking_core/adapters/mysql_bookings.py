@@ -6,7 +6,7 @@ from booking_core.adapters.mysql_decisions import decision_from_json, insert_dec
 from booking_core.adapters.mysql_email_outbox import enqueue_confirmation_email
 from booking_core.adapters.mysql_retries import close_retry, upsert_retry
 from booking_core.domain import model
-from booking_core.domain.model import Decision, Hold, ListingTerms, RequestBooking
+from booking_core.domain.model import Decision, Hold, ListingTerms, RequestBooking, StaleHold
 
 HELD, CONFIRMED, RELEASED = "held", "confirmed", "released"
 # Bookings in these states occupy their nights.
@@ -83,18 +83,19 @@ class MySqlBookingRepository:
 
             amount = model.stay_amount_cents(terms.nightly_price_cents, request.nights)
             values = (request.user_id, request.listing_id, request.check_in, request.check_out, request.guests,
-                      amount, terms.currency)
+                      amount, terms.currency, fingerprint)
             if existing_id:  # released earlier (parked after a transient failure) and now re-driven
                 cur.execute(
                     "UPDATE bookings SET user_id=%s, listing_id=%s, check_in=%s, check_out=%s, guests=%s,"
-                    " amount_cents=%s, currency=%s, status='held' WHERE id=%s",
+                    " amount_cents=%s, currency=%s, request_hash=%s, status='held' WHERE id=%s",
                     (*values, existing_id),
                 )
                 booking_id = existing_id
             else:
                 cur.execute(
                     "INSERT INTO bookings (booking_key, user_id, listing_id, check_in, check_out, guests,"
-                    " amount_cents, currency, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'held')",
+                    " amount_cents, currency, request_hash, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,"
+                    " 'held')",
                     (booking_key, *values),
                 )
                 booking_id = cur.lastrowid
@@ -119,20 +120,43 @@ class MySqlBookingRepository:
     def confirm(self, booking_key: str, request: RequestBooking, hold: Hold, provider: str,
                 provider_ref: str) -> Decision:
         with self._connections.transaction() as cur:
-            decided = _decided_meanwhile(cur, booking_key, hold)
-            if decided is not None:
-                return decided
-            cur.execute("UPDATE bookings SET status='confirmed' WHERE id=%s AND status='held'", (hold.booking_id,))
-            if cur.rowcount == 0:  # released by something that stored no decision: the nights are not ours
-                return _store_final(cur, Decision.rejected(booking_key, model.HOLD_EXPIRED, HOLD_LOST_DETAIL),
-                                    request.fingerprint())
-            payment_id = self._record_payment(cur, booking_key, hold, provider, provider_ref, "captured")
-            decision = Decision(booking_key, model.CONFIRMED, booking_id=hold.booking_id, payment_id=payment_id,
-                                amount_cents=hold.amount_cents, currency=hold.currency)
-            # The confirmation email is queued in the confirm transaction (outbox): sent after the batch, and
-            # a failed send can never undo or block the confirmation.
-            enqueue_confirmation_email(cur, booking_key, request, hold)
-            return _store_final(cur, decision, request.fingerprint())
+            return self._confirm(cur, booking_key, request, request.fingerprint(), hold, provider, provider_ref)
+
+    def _confirm(self, cur: Cursor, booking_key: str, request: RequestBooking, request_hash: str, hold: Hold,
+                 provider: str, provider_ref: str) -> Decision:
+        decided = _decided_meanwhile(cur, booking_key, hold)
+        if decided is not None:
+            return decided
+        cur.execute("UPDATE bookings SET status='confirmed' WHERE id=%s AND status='held'", (hold.booking_id,))
+        if cur.rowcount == 0:  # released by something that stored no decision: the nights are not ours
+            return _store_final(cur, Decision.rejected(booking_key, model.HOLD_EXPIRED, HOLD_LOST_DETAIL),
+                                request_hash)
+        payment_id = self._record_payment(cur, booking_key, hold, provider, provider_ref, "captured")
+        decision = Decision(booking_key, model.CONFIRMED, booking_id=hold.booking_id, payment_id=payment_id,
+                            amount_cents=hold.amount_cents, currency=hold.currency)
+        # The confirmation email is queued in the confirm transaction (outbox): sent after the batch, and
+        # a failed send can never undo or block the confirmation.
+        enqueue_confirmation_email(cur, booking_key, request, hold)
+        return _store_final(cur, decision, request_hash)
+
+    def stale_holds(self, older_than_s: float, limit: int) -> list[StaleHold]:
+        with self._connections.transaction() as cur:
+            cur.execute(
+                "SELECT id, booking_key, user_id, listing_id, check_in, check_out, guests, amount_cents, currency,"
+                " request_hash FROM bookings WHERE status='held'"
+                " AND updated_at < CURRENT_TIMESTAMP(6) - INTERVAL %s SECOND ORDER BY updated_at LIMIT %s",
+                (float(older_than_s), int(limit)))
+            return [StaleHold(r["booking_key"], Hold(r["id"], r["user_id"], r["amount_cents"], r["currency"]),
+                              r["listing_id"], r["check_in"], r["check_out"], r["guests"], r["request_hash"] or "")
+                    for r in cur.fetchall()]
+
+    def complete_stale(self, stale: StaleHold, provider: str, provider_ref: str) -> Decision:
+        # The request as the booking row keeps it; its payment token is not kept and not needed any more.
+        request = RequestBooking(stale.hold.user_id, stale.listing_id, stale.check_in, stale.check_out, stale.guests,
+                                 "tok_settled")
+        with self._connections.transaction() as cur:
+            return self._confirm(cur, stale.booking_key, request, stale.request_hash, stale.hold, provider,
+                                 provider_ref)
 
     def release_declined(self, booking_key: str, request: RequestBooking, hold: Hold, provider: str,
                          provider_ref: str, decline_code: str | None) -> Decision:
@@ -175,10 +199,12 @@ class MySqlBookingRepository:
             if row is not None:
                 return decision_from_json(row["decision_json"]), False
             # A payment in flight finds the decision when it confirms (locking it as this did): it releases the
-            # hold itself and refunds. The request hash is unknown here: a later reuse of the key is answered
-            # from this decision.
+            # hold itself and refunds. The request hash is the held booking's, when there is one; otherwise a later
+            # reuse of the key is answered from this decision.
+            cur.execute("SELECT request_hash FROM bookings WHERE booking_key=%s", (booking_key,))
+            held = cur.fetchone()
             cur.execute("UPDATE bookings SET status='released' WHERE booking_key=%s AND status='held'", (booking_key,))
-            return _store_final(cur, decision, ""), True
+            return _store_final(cur, decision, (held or {}).get("request_hash") or ""), True
 
 
 HOLD_LOST_DETAIL = "the held nights were released before the payment completed"

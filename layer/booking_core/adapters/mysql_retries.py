@@ -138,3 +138,36 @@ class MySqlRetryStore:
         with self._connections.transaction() as cur:
             cur.execute("SELECT COUNT(*) AS n FROM booking_retries WHERE status IN %s", (OPEN_STATUSES,))
             return int(cur.fetchone()["n"])
+
+    def open_since(self, older_than_s: float, limit: int) -> list[str]:
+        with self._connections.transaction() as cur:
+            cur.execute("SELECT booking_key FROM booking_retries WHERE status IN %s"
+                        " AND created_at < CURRENT_TIMESTAMP(6) - INTERVAL %s SECOND ORDER BY created_at LIMIT %s",
+                        (OPEN_STATUSES, float(older_than_s), int(limit)))
+            return [r["booking_key"] for r in cur.fetchall()]
+
+
+# What retention deletes: only rows that are finished (nothing reads or re-drives them any more), and never the
+# decision of a confirmed booking (it answers a replayed key for as long as the booking exists).
+_PURGES = {
+    "decisions": "DELETE FROM decisions WHERE status <> 'confirmed' AND created_at < {cutoff} LIMIT %s",
+    "retries": "DELETE FROM booking_retries WHERE status IN ('succeeded', 'dead') AND updated_at < {cutoff} LIMIT %s",
+    "emails": "DELETE FROM email_outbox WHERE status IN ('sent', 'failed') AND updated_at < {cutoff} LIMIT %s",
+    "change_log": "DELETE FROM change_log WHERE changed_at < {cutoff} LIMIT %s",
+    "sandbox": "DELETE FROM sandbox_charges WHERE created_at < {cutoff} LIMIT %s",
+    "sandbox_refunds": "DELETE FROM sandbox_refunds WHERE created_at < {cutoff} LIMIT %s",
+}
+
+
+class MySqlRetention:
+    def __init__(self, connections: ConnectionHolder):
+        self._connections = connections
+
+    def purge(self, older_than_days: dict[str, float], limit: int) -> dict[str, int]:
+        deleted = {}
+        for kind, days in older_than_days.items():
+            sql = _PURGES[kind].format(cutoff="CURRENT_TIMESTAMP(6) - INTERVAL %s SECOND")
+            with self._connections.transaction() as cur:
+                cur.execute(sql, (float(days) * 86400, int(limit)))
+                deleted[kind] = cur.rowcount
+        return deleted

@@ -1,17 +1,22 @@
 """The short-lived decision store in Redis, shared by every API instance.
 
 Per booking key:
-- `{prefix}req:{key}`   hash: status, request_hash, decision (JSON), TTL = DECISION_TTL_S
+- `{prefix}req:{key}`   hash: status, request_hash, decision (JSON), request (JSON: what a re-drive publishes
+                        again), redrives; TTL = DECISION_TTL_S
 - `{prefix}wake:{key}`  list: the listener pushes one token per decision; waiters BLPOP it
 Per user:
 - `{prefix}pending:{user_id}` sorted set: the user's keys awaiting a decision, score = claim time (ms); a key
   leaves it when any non-pending decision (final or queued) is saved, or after PENDING_STALE_S (a lost request
   must not hold the user's quota for ever); the set expires with its newest member.
+For the whole store:
+- `{prefix}pending` sorted set: every key awaiting a decision, score = claim (or last re-drive) time (ms); the
+  maintenance sweep re-drives the ones waiting too long (`stranded`) and drops the ones the store has forgotten.
 The entry is written *before* the request is published, so a decision can never arrive for a key
 that nobody is watching; the wake list keeps the token even if the waiter has not started waiting yet.
 """
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import time
@@ -22,12 +27,19 @@ import redis
 
 from booking_core import config
 from booking_core.adapters.redis_client import PrefixedRedis
-from booking_core.domain.model import PENDING, Decision, owner_of_booking_key
+from booking_core.domain.model import (
+    PENDING,
+    Decision,
+    RequestBooking,
+    ValidationError,
+    owner_of_booking_key,
+    parse_booking_request,
+)
 from booking_core.ports import StoreUnavailable
 
 # A final decision (confirmed/rejected) is never replaced by a non-final one (pending/queued), so a late
-# "queued" message cannot hide the answer; then wake the waiters. A key no longer pending leaves its user's
-# pending set (KEYS[3], when the key names a user).
+# "queued" message cannot hide the answer; then wake the waiters. A key no longer pending leaves the store's
+# pending set (KEYS[3]) and its user's (KEYS[4], when the key names a user).
 _SAVE = """
 local current = redis.call('HGET', KEYS[1], 'status')
 local incoming_final = ARGV[3] == '1'
@@ -38,14 +50,17 @@ redis.call('HSET', KEYS[1], 'status', ARGV[1], 'decision', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('RPUSH', KEYS[2], '1')
 redis.call('EXPIRE', KEYS[2], ARGV[5])
-if KEYS[3] and ARGV[1] ~= 'pending' then
+if ARGV[1] ~= 'pending' then
   redis.call('ZREM', KEYS[3], ARGV[6])
+  if KEYS[4] then
+    redis.call('ZREM', KEYS[4], ARGV[6])
+  end
 end
 return 1
 """
 
-# Claim in one round trip: a new key is marked pending (unless its user is at the limit of keys awaiting a
-# decision: then {2} and nothing is written); a known key returns what is stored.
+# Claim in one round trip: a new key is marked pending with its request (unless its user is at the limit of keys
+# awaiting a decision: then {2} and nothing is written); a known key returns what is stored.
 _CLAIM = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local limit = tonumber(ARGV[5])
@@ -57,8 +72,10 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
     redis.call('ZADD', KEYS[2], ARGV[4], ARGV[7])
     redis.call('PEXPIRE', KEYS[2], ARGV[6])
   end
-  redis.call('HSET', KEYS[1], 'request_hash', ARGV[1], 'status', 'pending', 'decision', ARGV[2])
+  redis.call('HSET', KEYS[1], 'request_hash', ARGV[1], 'status', 'pending', 'decision', ARGV[2],
+             'request', ARGV[8])
   redis.call('EXPIRE', KEYS[1], ARGV[3])
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[7])
   return {1}
 end
 return {0, redis.call('HGET', KEYS[1], 'request_hash'), redis.call('HGET', KEYS[1], 'decision')}
@@ -117,17 +134,23 @@ class RedisDecisionStore(PrefixedRedis):
     def _pending_set(self, user_id: int) -> str:
         return f"{self.prefix}pending:{user_id}"
 
+    @property
+    def _all_pending(self) -> str:
+        return f"{self.prefix}pending"
+
     @_store_errors
-    def claim(self, booking_key: str, request_hash: str, user_id: int,
+    def claim(self, booking_key: str, request: RequestBooking,
               max_pending: int = 0) -> tuple[bool, str | None, Decision | None] | None:
-        """Mark the key pending if it is new (and its user below `max_pending` keys awaiting a decision, when that
-        is set). Returns (created, stored request_hash, stored decision), or None for a new key over the limit."""
+        """Mark the key pending with its request if it is new (and its user below `max_pending` keys awaiting a
+        decision, when that is set). Returns (created, stored request_hash, stored decision), or None for a new key
+        over the limit."""
         entry, _ = self._keys(booking_key)
         pending = json.dumps({"booking_key": booking_key, "status": PENDING})
+        request_hash = request.fingerprint()
         reply = self._script(_CLAIM)(
-            keys=[entry, self._pending_set(user_id)],
-            args=[request_hash, pending, self.ttl_s, int(time.time() * 1000), max_pending,
-                  int(config.pending_stale_s() * 1000), booking_key])
+            keys=[entry, self._pending_set(request.user_id), self._all_pending],
+            args=[request_hash, pending, self.ttl_s, _now_ms(), max_pending, int(config.pending_stale_s() * 1000),
+                  booking_key, json.dumps(request.to_dict())])
         if reply[0] == 2:
             return None
         if reply[0] == 1:
@@ -141,7 +164,7 @@ class RedisDecisionStore(PrefixedRedis):
         entry, wake = self._keys(decision.booking_key)
         owner = owner_of_booking_key(decision.booking_key)
         return bool(self._script(_SAVE)(
-            keys=[entry, wake] + ([self._pending_set(owner)] if owner is not None else []),
+            keys=[entry, wake, self._all_pending] + ([self._pending_set(owner)] if owner is not None else []),
             args=[decision.status, json.dumps(decision.to_dict()), "1" if decision.is_final else "0",
                   self.ttl_s, WAKE_TTL_S, decision.booking_key],
         ))
@@ -152,6 +175,39 @@ class RedisDecisionStore(PrefixedRedis):
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(entry, wake)
         pipe.zrem(self._pending_set(user_id), booking_key)
+        pipe.zrem(self._all_pending, booking_key)
+        pipe.execute()
+
+    @_store_errors
+    def stranded(self, older_than_s: float, limit: int) -> list[tuple[str, RequestBooking | None, int]]:
+        """Keys pending for longer than `older_than_s` since their claim or last re-drive: (key, request, re-drives so
+        far). Keys the store has forgotten (TTL) or that were decided are dropped from its pending set."""
+        redis = self.redis
+        keys = redis.zrangebyscore(self._all_pending, "-inf", _now_ms() - int(older_than_s * 1000),
+                                   start=0, num=limit)
+        pipe = redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hmget(self._keys(key)[0], "status", "request", "redrives")
+        found, gone = [], []
+        for key, (status, request_json, redrives) in zip(keys, pipe.execute() if keys else [], strict=True):
+            if status != PENDING or request_json is None:
+                gone.append(key)
+                continue
+            try:
+                request: RequestBooking | None = parse_booking_request(json.loads(request_json), today=dt.date.min)
+            except (ValueError, ValidationError):
+                request = None
+            found.append((key, request, int(redrives or 0)))
+        if gone:
+            redis.zrem(self._all_pending, *gone)
+        return found
+
+    @_store_errors
+    def mark_redriven(self, booking_key: str) -> None:
+        """Count a re-drive and restart the key's clock in the pending set."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hincrby(self._keys(booking_key)[0], "redrives", 1)
+        pipe.zadd(self._all_pending, {booking_key: _now_ms()})
         pipe.execute()
 
     @_store_errors
@@ -181,6 +237,10 @@ class RedisDecisionStore(PrefixedRedis):
                 continue
             decision = _decoded(self._script(_TAKEN)(keys=[entry, wake], args=[WAKE_TTL_S]))
         return decision
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _decoded(decision_json: str | None) -> Decision | None:

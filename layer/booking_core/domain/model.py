@@ -239,6 +239,19 @@ class Hold:
     currency: str
 
 
+@dataclass(frozen=True)
+class StaleHold:
+    """A booking held longer than a payment takes: its payment_fn never came back (the hold sweep's work)."""
+
+    booking_key: str
+    hold: Hold
+    listing_id: int
+    check_in: dt.date
+    check_out: dt.date
+    guests: int
+    request_hash: str
+
+
 # What a client is told about a request that waits in the retry table (the error itself is the operators':
 # it stays in the row's last_error, never in an answer, where exception text or SQL has no place).
 QUEUED_DETAILS = {

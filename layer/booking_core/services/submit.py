@@ -68,7 +68,7 @@ def submit_booking(request: RequestBooking, idempotency_key: str | None, store: 
 
 def _submit(booking_key: str, request: RequestBooking, store: DecisionStore, publisher: Publisher,
             retry_table: RetryTable, requests_topic: str, timeout_s: float, max_pending: int) -> Submission:
-    claim = store.claim(booking_key, request.fingerprint(), request.user_id, max_pending)
+    claim = store.claim(booking_key, request, max_pending)
     if claim is None:
         raise TooManyPending(booking_key)
     created, stored_hash, stored = claim
