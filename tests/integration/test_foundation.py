@@ -1,4 +1,5 @@
 """Foundation: schema migrations, topics, demo data, the stack's start/stop and failure messages, template lint."""
+import json
 import os
 import subprocess
 import sys
@@ -110,6 +111,18 @@ def test_topics_exist_with_the_configured_partitions(kafka_broker):
             assert len(consumer.partitions_for_topic(topic)) == config.topic_partitions() == 6
     finally:
         consumer.close()
+
+
+def test_make_topics_prints_partitions_and_the_local_replication_factor(kafka_broker):
+    from infra.local.stack import child_env_base
+
+    result = subprocess.run(["make", "-s", "topics"], cwd=ROOT, env=child_env_base(), capture_output=True,
+                            text=True, timeout=120)
+
+    assert result.returncode == 0, result.stderr
+    described = json.loads(result.stdout.strip().splitlines()[-1])
+    assert described == {topic: {"partitions": 6, "replication_factor": 1}
+                         for topic in (config.requests_topic(), config.decisions_topic())}
 
 
 def _stack_cmd(command: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -66,3 +66,9 @@ def test_every_function_logs_to_its_own_log_group_with_the_retention_parameter()
 
 def test_the_api_url_is_an_output():
     assert "execute-api" in DOC["Outputs"]["ApiUrl"]["Value"]["Fn::Sub"]
+
+
+def test_both_kafka_mappings_start_at_the_oldest_record_so_none_published_before_the_first_poll_is_skipped():
+    for name in ("PaymentFunction", "DecisionsListenerFunction"):
+        (event,) = FUNCTIONS[name]["Properties"]["Events"].values()
+        assert event["Properties"]["StartingPosition"] == "TRIM_HORIZON", name
