@@ -26,6 +26,13 @@ app.log.setLevel(logging.WARNING)
 STATUS_PATH = "/v1/bookings/requests/{}"
 
 
+@app.middleware("all")
+def lambda_keys_on_every_line(event, get_response):
+    """Powertools' request id and cold start on this invocation's log lines (the app object is the handler)."""
+    logs.bind_lambda_context(app.lambda_context)
+    return get_response(event)
+
+
 @app.middleware("http")
 def answer_outages_with_503(event, get_response):
     """A store we depend on is down: say so (503, retryable) instead of an opaque 500."""

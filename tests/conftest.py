@@ -34,6 +34,8 @@ os.environ.update({
     "MAIL_OUTBOX_DIR": str(ROOT / ".local" / f"outbox-test-{RUN_ID}"),
     "LOG_LEVEL": os.environ.get("TEST_LOG_LEVEL", "WARNING"),
     "AWS_DEFAULT_REGION": "us-east-1",
+    # As infra/local/env.json has it: no EMF metrics on stdout (a test that checks them turns them on).
+    "POWERTOOLS_METRICS_DISABLED": "true",
 })
 os.environ.pop("KAFKA_BOOTSTRAP_SERVERS", None)
 os.environ.pop("DB_SECRET_ARN", None)
