@@ -135,3 +135,18 @@ def test_the_custom_metric_alarms_read_what_the_handlers_emit():
         assert custom[name]["Namespace"] == namespace
         service = _dims(custom[name])["service"]
         assert f'metrics.setup("{service}")' in (template.ROOT / module).read_text()
+
+
+def test_the_samconfig_example_names_every_parameter_and_only_parameters_of_the_template():
+    import tomllib
+
+    config = tomllib.loads((template.ROOT / "samconfig.toml.example").read_text())
+    for env in ("default", "prod"):
+        overrides = dict(item.split("=", 1) for item in config[env]["deploy"]["parameters"]["parameter_overrides"])
+        assert set(overrides) <= set(DOC["Parameters"]), env
+        required = {name for name, p in DOC["Parameters"].items() if "Default" not in p}
+        assert required <= set(overrides), (env, required - set(overrides))
+    assert set(DOC["Parameters"]) == set(dict(item.split("=", 1) for item in
+                                              config["default"]["deploy"]["parameters"]["parameter_overrides"]))
+    prod = dict(item.split("=", 1) for item in config["prod"]["deploy"]["parameters"]["parameter_overrides"])
+    assert prod["Stage"] == "prod" and prod["StripeSecretArn"].startswith("arn:aws:secretsmanager:")
