@@ -25,7 +25,8 @@ $(TOOLS)/%/.installed: requirements-%.txt
 	$(TOOLS)/$*/bin/pip install -q -r $<
 	touch $@
 
-tools: $(TOOLS)/sam/.installed $(TOOLS)/checkov/.installed
+tools:  ## both tool venvs, installed side by side (each is mostly download and unpacking)
+	@$(MAKE) -s -j2 $(TOOLS)/sam/.installed $(TOOLS)/checkov/.installed
 
 run: venv  ## the local stack in the foreground (Ctrl-C stops all it started)
 	$(PY) -m infra.local.stack run --demo

@@ -116,3 +116,14 @@ def http(stack):
     from tests.support import HttpClient
 
     return HttpClient(stack)
+
+
+@pytest.fixture(scope="session")
+def sam_build():
+    """`make build` once per run (sam build --cached into .aws-sam/build, SAM CLI in its own venv): the built
+    artifacts test runs the functions from it, and the README test counts its `make build` lines as run by it."""
+    import subprocess
+
+    result = subprocess.run(["make", "-s", "build"], cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return ROOT / ".aws-sam" / "build"

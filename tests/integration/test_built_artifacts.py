@@ -2,13 +2,12 @@
 (an interpreter started with -I -S: no source tree, no PYTHONPATH, no installed package), handles each of its
 sample events against this run's stack — the docker-free twin of `sam local invoke` on the deployed code.
 
-The build runs SAM CLI from its own venv (requirements-sam.txt, `make build`) into a temporary folder, with
-`--cached` so an unchanged source tree costs about 20 s instead of a full 45-85 s pip install.
+The build is `make build` (SAM CLI from its own venv, requirements-sam.txt; `--cached`, so an unchanged source
+tree costs about 20 s on a quiet machine instead of a full 45-85 s pip install), once per run (conftest).
 """
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import sysconfig
@@ -21,18 +20,12 @@ from infra.local.invoke import invoke_built
 from tests.integration.test_invoke import check_invoke_result, sample_events
 
 ROOT = Path(__file__).resolve().parents[2]
-SAM = ROOT / ".local" / "tools" / "sam" / "bin" / "sam"
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def build_dir(tmp_path_factory) -> Path:
-    subprocess.run(["make", "-s", ".local/tools/sam/.installed"], cwd=ROOT, check=True, timeout=600)
-    out = tmp_path_factory.mktemp("sam-build")
-    result = subprocess.run([str(SAM), "build", "--cached", "--build-dir", str(out)], cwd=ROOT, timeout=900,
-                            env={**os.environ, "SAM_CLI_TELEMETRY": "0"}, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return out
+def build_dir(sam_build) -> Path:
+    return sam_build
 
 
 def _stdlib_dirs() -> list[str]:

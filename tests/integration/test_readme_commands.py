@@ -43,6 +43,8 @@ REWRITES = [
     (r"make up && make bench", "make up",
      "make bench is a load test of about 100 s (and installs bench/requirements.txt); it runs on its own"),
     (r"http://127\.0\.0\.1:8000", "{api_url}", "the test stack's API port"),
+    (r"^make build(?= |$)", "true", "`make build` (a sam build of 20-60 s here) runs once per test run, in the "
+     "sam_build fixture, which the blocks that show it wait for"),
     (r"^export API_PORT=8200 KAFKA_PORT=9292 MYSQL_DATABASE=booking_bench REDIS_PREFIX=bench:",
      "export API_PORT={free_api_port} KAFKA_PORT={free_kafka_port} MYSQL_DATABASE={database}"
      " REDIS_PREFIX={prefix}", "a stack of the test's own, never the bench's names or ports"),
@@ -123,8 +125,10 @@ def _run_make_run(env: dict) -> str:
 
 
 @pytest.mark.parametrize("index", range(len(readme_blocks())), ids=lambda i: readme_blocks()[i][0][:40])
-def test_the_readme_block_runs(index, stack):
+def test_the_readme_block_runs(index, stack, request):
     block = readme_blocks()[index]
+    if any(re.match(r"make build(?= |$)", line) for line in block):
+        request.getfixturevalue("sam_build")
     env = _env()
     values = {"api_url": stack, "free_api_port": services.free_port(), "free_kafka_port": services.free_port(),
               "database": config.mysql_settings().database, "prefix": config.redis_prefix()}
