@@ -3,7 +3,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR):$(CURDIR)/layer
 
-.PHONY: run test up down status venv lint retry trigger invoke bench clean migrate topics token
+.PHONY: run test up down status venv lint retry trigger invoke bench clean migrate topics tools build scan retries reopen \
+	token
+
+# SAM CLI and checkov each pin boto3 exactly, to versions other than ours: each gets its own venv here
+# (requirements-sam.txt, requirements-checkov.txt), made on first use like .venv.
+TOOLS := .local/tools
+SAM := $(TOOLS)/sam/bin/sam
+CHECKOV := $(TOOLS)/checkov/bin/checkov
+export SAM_CLI_TELEMETRY := 0
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -13,10 +21,18 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 venv: $(VENV)/.installed
 
+$(TOOLS)/%/.installed: requirements-%.txt
+	python3 -m venv $(TOOLS)/$*
+	$(TOOLS)/$*/bin/pip install -q -r $<
+	touch $@
+
+tools:  ## both tool venvs, installed side by side (each is mostly download and unpacking)
+	@$(MAKE) -s -j2 $(TOOLS)/sam/.installed $(TOOLS)/checkov/.installed
+
 run: venv  ## the local stack in the foreground (Ctrl-C stops all it started)
 	$(PY) -m infra.local.stack run --demo
 
-test: venv  ## the whole suite against real services
+test: venv tools  ## the whole suite against real services
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 up: venv
@@ -49,11 +65,24 @@ invoke: venv  ## like `sam local invoke`: make invoke FN=PaymentFunction EVENT=i
 reconcile: venv  ## rebuild/verify the whole Redis read model from MySQL and report what was repaired
 	$(PY) -m replication_fn.reconcile
 
+retries: venv  ## the retry table by status with each row's reason and last error (no SQL needed)
+	$(PY) -m infra.retries
+
+reopen: venv  ## re-open a dead retry row: make reopen KEY=<booking key> (the next retry run re-drives it)
+	@test -n "$(KEY)" || { echo "usage: make reopen KEY=<booking key>  (make retries lists the dead rows)" >&2; exit 2; }
+	$(PY) -m infra.retries reopen "$(KEY)"
+
 migrate: venv  ## apply pending migrations to the database the environment names (MYSQL_*, or DB_SECRET_ARN)
 	$(PY) -m infra.migrate
 
 topics: venv  ## create the booking topics on the broker the environment names (KAFKA_BOOTSTRAP_SERVERS, KAFKA_AUTH)
 	$(PY) -m infra.topics
+
+build: $(TOOLS)/sam/.installed  ## sam build into .aws-sam/build (needs python3.11, the template's runtime)
+	$(SAM) build --cached
+
+scan: $(TOOLS)/checkov/.installed  ## checkov on template.yaml (each suppression carries its reason in the template)
+	$(CHECKOV) -f template.yaml --framework cloudformation --compact --quiet
 
 bench: venv  ## benchmarks against a running stack (make up first); prints the table, writes bench/results/
 	$(PY) -m pip install -q -r bench/requirements.txt

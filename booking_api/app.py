@@ -47,9 +47,9 @@ class BookingApi(Chalice):
       a store or the broker unreachable → 503 with Retry-After, never a 500 for a dependency problem. (Chalice
       turns any exception a view raises into its own 500 before an http middleware sees it: chalice/app.py,
       RestAPIEventHandler._get_view_function_response; aws/chalice#1884.)
-    - the request being served is kept per thread. Chalice keeps it on the app object; Lambda runs one request per
-      container at a time, but the local API server runs one per thread, and a request arriving while another is
-      still in its view would otherwise hand that view its own body, headers and caller.
+    - the request being served (and its Lambda context) is kept per thread. Chalice keeps them on the app object;
+      Lambda runs one request per container at a time, but the local API server runs one per thread, and a request
+      arriving while another is still in its view would otherwise hand that view its own body, headers and caller.
     """
 
     _local = threading.local()
@@ -61,6 +61,14 @@ class BookingApi(Chalice):
     @current_request.setter
     def current_request(self, request: Request | None) -> None:
         self._local.request = request
+
+    @property
+    def lambda_context(self) -> Any:
+        return getattr(self._local, "lambda_context", None)
+
+    @lambda_context.setter
+    def lambda_context(self, context: Any) -> None:
+        self._local.lambda_context = context
 
     def route(self, path: str, **kwargs: Any) -> Callable[..., Any]:
         register = super().route(path, **kwargs)
@@ -95,6 +103,13 @@ signed_in = CognitoUserPoolAuthorizer("CognitoAuthorizer", provider_arns=[])
 
 STATUS_PATH = "/v1/bookings/requests/{}"
 USER_ID_CLAIM = "custom:user_id"
+
+
+@app.middleware("all")
+def lambda_keys_on_every_line(event, get_response):
+    """Powertools' request id and cold start on this invocation's log lines (the app object is the handler)."""
+    logs.bind_lambda_context(app.lambda_context)
+    return get_response(event)
 
 
 class NoUserProfile(Exception):

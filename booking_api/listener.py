@@ -6,5 +6,6 @@ from booking_core.services.kafka_batches import process_decisions
 logs.setup("decisions_listener")
 
 
+@logs.with_lambda_context
 def handler(event: dict, context: object) -> dict:
     return process_decisions(event, store=bootstrap.decision_store())

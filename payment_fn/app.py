@@ -8,12 +8,14 @@ that fails stays in the outbox for a later run and never fails the batch.
 import logging
 import time
 
-from booking_core import bootstrap, config, logs
+from booking_core import bootstrap, config, logs, metrics
 from booking_core.domain.model import Decision, RequestBooking
+from booking_core.kafka_event import raw_records
 from booking_core.services.emails import send_pending_emails
 from booking_core.services.kafka_batches import process_booking_requests
 
 logs.setup("payment_fn")
+metrics.setup("payment_fn")
 log = logging.getLogger(__name__)
 
 # Older emails a failed send left pending are retried after a batch whose own emails went out, a few at a time,
@@ -25,6 +27,8 @@ RETRY_EVERY_S = 60
 _next_retry_pass = 0.0
 
 
+@metrics.flushed
+@logs.with_lambda_context
 def handler(event: dict, context: object) -> dict:
     confirmed_booking_ids: list[int] = []
 
@@ -41,8 +45,21 @@ def handler(event: dict, context: object) -> dict:
         quick_retries=config.payment_quick_retries(),
         on_confirmed=remember,
     )
+    record_metrics(event, summary)
     send_confirmation_emails(confirmed_booking_ids)
     return summary
+
+
+def record_metrics(event: dict, summary: dict) -> None:
+    """Outcomes of the batch, and each request's decision latency: its record's timestamp (when the API published
+    it) to now, when the batch's decisions are published."""
+    metrics.count(metrics.BOOKINGS_CONFIRMED, summary.get("confirmed", 0))
+    metrics.count(metrics.BOOKINGS_REJECTED, summary.get("rejected", 0) + summary.get("invalid", 0))
+    metrics.count(metrics.BOOKINGS_QUEUED, summary.get("queued", 0))
+    now_ms = time.time() * 1000
+    for record in raw_records(event):
+        if isinstance(record.get("timestamp"), int | float):
+            metrics.milliseconds(metrics.DECISION_LATENCY, max(0.0, now_ms - record["timestamp"]))
 
 
 def send_confirmation_emails(booking_ids: list[int]) -> dict:

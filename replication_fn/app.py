@@ -10,10 +10,11 @@ On first start with an empty read model (or after Redis lost it) the tail does a
 """
 from __future__ import annotations
 
-from booking_core import bootstrap, config, logs
+from booking_core import bootstrap, config, logs, metrics
 from booking_core.services import replication
 
 logs.setup("replication_fn")
+metrics.setup("replication_fn")
 
 MODES = ("tail", "once", "reconcile")
 # Time left for the last batch and the reply after the tail stops, out of the invocation's timeout.
@@ -39,6 +40,12 @@ def run_seconds(context: object) -> float:
     return run_s
 
 
+def _observe_lag(lag_ms: float) -> None:
+    metrics.milliseconds(metrics.REPLICATION_LAG, lag_ms)
+
+
+@metrics.flushed
+@logs.with_lambda_context
 def handler(event: dict, context: object) -> dict:
     """Run one replication mode and return its summary (counts, and for reconcile what it repaired)."""
     mode = mode_of(event)
@@ -47,5 +54,5 @@ def handler(event: dict, context: object) -> dict:
         return replication.reconcile(change_log, read_model)
     if mode == "once":
         replication.ensure_loaded(change_log, read_model)
-        return replication.drain(change_log, read_model)
-    return replication.tail(change_log, read_model, run_seconds(context))
+        return replication.drain(change_log, read_model, observe_lag=_observe_lag)
+    return replication.tail(change_log, read_model, run_seconds(context), observe_lag=_observe_lag)

@@ -7,17 +7,20 @@ the confirmation emails a failed send left pending (summary["emails"]).
 """
 import logging
 
-from booking_core import bootstrap, config, logs
+from booking_core import bootstrap, config, logs, metrics
 from booking_core.services.emails import send_pending_emails
 from booking_core.services.retry import redrive_due_requests
 
 logs.setup("retry_fn")
+metrics.setup("retry_fn")
 log = logging.getLogger(__name__)
 
 # Stop claiming rows while this much of the Lambda timeout is left, so the run ends on its own.
 RESERVE_MS = 30_000
 
 
+@metrics.flushed
+@logs.with_lambda_context
 def handler(event: dict, context: object) -> dict:
     summary = redrive_due_requests(
         retries=bootstrap.retry_store(),
@@ -30,6 +33,9 @@ def handler(event: dict, context: object) -> dict:
     )
     summary["emails"] = _send_pending_emails()
     log.info("retry run finished", extra={"summary": summary})
+    metrics.count(metrics.RETRY_ROWS_DUE, summary.get("due", 0))
+    metrics.count(metrics.RETRY_ROWS_DEAD, summary.get("dead", 0))
+    metrics.count(metrics.RETRY_ROWS_WAITING, summary.get("waiting", 0))
     return summary
 
 

@@ -34,6 +34,8 @@ os.environ.update({
     "MAIL_OUTBOX_DIR": str(ROOT / ".local" / f"outbox-test-{RUN_ID}"),
     "LOG_LEVEL": os.environ.get("TEST_LOG_LEVEL", "WARNING"),
     "AWS_DEFAULT_REGION": "us-east-1",
+    # As infra/local/env.json has it: no EMF metrics on stdout (a test that checks them turns them on).
+    "POWERTOOLS_METRICS_DISABLED": "true",
 })
 os.environ.pop("KAFKA_BOOTSTRAP_SERVERS", None)
 os.environ.pop("DB_SECRET_ARN", None)
@@ -132,3 +134,14 @@ def http(stack, tokens):
     from tests.support import HttpClient
 
     return HttpClient(stack, tokens=tokens, user_id=1)
+
+
+@pytest.fixture(scope="session")
+def sam_build():
+    """`make build` once per run (sam build --cached into .aws-sam/build, SAM CLI in its own venv): the built
+    artifacts test runs the functions from it, and the README test counts its `make build` lines as run by it."""
+    import subprocess
+
+    result = subprocess.run(["make", "-s", "build"], cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return ROOT / ".aws-sam" / "build"

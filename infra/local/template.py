@@ -49,6 +49,8 @@ class Function:
     # The template's folder: CodeUri (and layer ContentUri) paths are relative to it, as for `sam build`.
     base_dir: Path = ROOT
     layer_dirs: list[Path] = field(default_factory=list)
+    # Logical ids of those layers: `sam build` writes each to <build dir>/<LogicalId>/python.
+    layer_ids: list[str] = field(default_factory=list)
     memory_mb: int = 128
     # The resource's Metadata: `LocalPollers` sets the local poller processes per Kafka event of this function.
     metadata: dict = field(default_factory=dict)
@@ -108,15 +110,15 @@ def _literal_env(variables: dict) -> dict[str, str]:
     return {k: str(v) for k, v in (variables or {}).items() if not isinstance(v, dict)}
 
 
-def _layer_dirs(resources: dict, base_dir: Path) -> list[Path]:
-    """Folders of the template's layers that exist locally (the repo's layer/ holds booking_core)."""
-    dirs = []
-    for resource in resources.values():
+def _layer_dirs(resources: dict, base_dir: Path) -> dict[str, Path]:
+    """Folders of the template's layers that exist locally (the repo's layer/ holds booking_core), by logical id."""
+    dirs = {}
+    for logical_id, resource in resources.items():
         content_uri = (resource.get("Properties") or {}).get("ContentUri")
         if resource.get("Type") == "AWS::Serverless::LayerVersion" and isinstance(content_uri, str):
             folder = (base_dir / content_uri).resolve()
             if folder.is_dir():
-                dirs.append(folder)
+                dirs[logical_id] = folder
     return dirs
 
 
@@ -139,7 +141,8 @@ def functions(path: Path = TEMPLATE) -> dict[str, Function]:
                   for name, ev in (props.get("Events") or {}).items()]
         found[logical_id] = Function(logical_id, props.get("CodeUri", ""), props["Handler"], env, events,
                                      int(props.get("Timeout", globals_fn.get("Timeout", 3))),
-                                     base_dir=path.parent, layer_dirs=layer_dirs,
+                                     base_dir=path.parent, layer_dirs=list(layer_dirs.values()),
+                                     layer_ids=list(layer_dirs),
                                      memory_mb=int(props.get("MemorySize", globals_fn.get("MemorySize", 128))),
                                      metadata=resource.get("Metadata") or {})
     return found

@@ -104,6 +104,17 @@ def topic_partitions() -> int:
     return _int("KAFKA_TOPIC_PARTITIONS", 6)
 
 
+def topic_replication_factor() -> int:
+    """Copies of each partition the booking topics are created with: 3 on MSK (KAFKA_AUTH=iam), where a rolling
+    patch takes one broker down at a time and acks=all must mean something; 1 on a local single broker."""
+    return _int("KAFKA_TOPIC_REPLICATION_FACTOR", 3 if kafka_auth() == "iam" else 1)
+
+
+def topic_min_insync_replicas() -> int:
+    """min.insync.replicas of the booking topics: with 3 copies and acks=all a write survives one broker down."""
+    return _int("KAFKA_TOPIC_MIN_INSYNC_REPLICAS", 2 if kafka_auth() == "iam" else 1)
+
+
 def publish_timeout_s() -> float:
     """How long the API waits for the broker to acknowledge a request before queueing it for retry."""
     return _float("PUBLISH_TIMEOUT_S", 3.0)

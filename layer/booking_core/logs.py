@@ -1,16 +1,27 @@
-"""Structured JSON logs; every line carries the correlation id (the booking_key) of the work in hand."""
+"""Structured JSON logs through Powertools for AWS Lambda's Logger: one JSON line per record.
+
+Every line carries the service, the logger, the X-Ray trace id (`xray_trace_id`) and `correlation_id` — the
+booking_key of the work in hand, null outside a booking (a replication run, the nightly summary). Lines written
+during an invocation also carry the Lambda request id (`function_request_id`), `cold_start` and the function's
+name, memory and ARN (`with_lambda_context`, or `bind_lambda_context` for the Chalice app). Modules log with
+`logging.getLogger(__name__)` as before: the root logger writes through the same Powertools handler.
+Nothing logs a request body, a payment token, a password or an email address; the event is never logged
+(POWERTOOLS_LOGGER_LOG_EVENT cannot switch that on: a Kafka record's value carries the payment token).
+"""
 from __future__ import annotations
 
 import contextvars
-import json
+import functools
 import logging
-import os
 import re
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import Any, TextIO, TypeVar
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+from aws_lambda_powertools.logging.lambda_context import build_lambda_context_model
 
 from booking_core import config
 
@@ -31,54 +42,88 @@ def scrub(text: str) -> str:
         text = pattern.sub(mask, text)
     return text
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+# The key order of a line; keys a record adds (extra=...) follow.
+LINE_ORDER = ["timestamp", "level", "service", "logger", "message", "correlation_id"]
 
 
-class JsonFormatter(logging.Formatter):
-    def __init__(self, function_name: str | None = None):
-        super().__init__()
-        self.function_name = function_name
+class JsonFormatter(LambdaPowertoolsFormatter):
+    """Powertools' JSON line (UTC ISO timestamps), plus the logger's name and the correlation id."""
+
+    def __init__(self, service: str | None = None, **kwargs: Any):
+        kwargs.setdefault("log_record_order", LINE_ORDER)
+        kwargs.setdefault("utc", True)
+        kwargs.setdefault("use_rfc3339", True)
+        kwargs.setdefault("serialize_stacktrace", False)  # the exception's text is enough; lines stay short
+        if service:
+            kwargs["service"] = service
+        super().__init__(**kwargs)
 
     def format(self, record: logging.LogRecord) -> str:
-        line = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            "correlation_id": getattr(record, "booking_key", None) or correlation_id.get(),
-        }
-        if self.function_name:
-            line["function"] = self.function_name
-        # Lambda sets the invocation's X-Ray trace id here (the local runners do too): it ties together the
-        # lines of one invocation, also batch-level lines that have no booking in hand.
-        trace_id = os.environ.get("_X_AMZN_TRACE_ID")
-        if trace_id:
-            line["trace_id"] = trace_id
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and key not in line:
-                line[key] = value
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return scrub(json.dumps(line, default=str))
+        record.logger = record.name
+        # A line about one booking names it with booking_key=...; otherwise the block's correlated() value.
+        record.correlation_id = getattr(record, "booking_key", None) or correlation_id.get()
+        return super().format(record)
+
+    def serialize(self, log: Any) -> str:
+        # Powertools drops keys whose value is None: a line about no booking still says so.
+        log.setdefault("correlation_id", None)
+        return scrub(super().serialize(log))
 
 
-def setup(function_name: str | None = None, stream: TextIO | None = None) -> None:
-    """Route the root logger to one JSON line per record on stdout (idempotent: safe on warm starts).
+_logger: Logger | None = None
+_cold_start = True
+H = TypeVar("H", bound=Callable[..., Any])
 
-    `stream` (default stdout, where Lambda collects logs) lets a local `invoke` keep stdout for the result.
-    """
+
+def setup(service: str | None = None, stream: TextIO | None = None) -> Logger:
+    """Route every logger to one JSON line per record on stdout (where Lambda collects logs); idempotent, so the
+    first caller names the service (a local runner passes the function's logical id before the handler module
+    is imported). `stream` lets a local `invoke` keep stdout for the result."""
+    global _logger
+    if _logger is not None:
+        return _logger
     root = logging.getLogger()
-    if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
-        return
     # Lambda's runtime installs its own handler: replace it so lines are pure JSON.
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stdout)
-    handler.setFormatter(JsonFormatter(function_name))
-    root.addHandler(handler)
+    logger = Logger(service=service, level=config.log_level(), stream=stream or sys.stdout,
+                    logger_formatter=JsonFormatter())
+    # One handler, on the service's logger (Powertools keeps it there) and on the root logger for every module;
+    # the service's logger stops there so a line is written once.
+    logger._logger.propagate = False
+    root.addHandler(logger.registered_handler)
     root.setLevel(config.log_level())
-    for noisy in ("kafka", "botocore", "urllib3"):
+    for noisy in ("kafka", "botocore", "urllib3", "stripe"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    _logger = logger
+    return logger
+
+
+def with_lambda_context(handler: H) -> H:
+    """Decorate a Lambda handler: Powertools adds the request id, cold start and function keys to every line of
+    the invocation. The event itself is never logged (it carries payment tokens). A call without a Lambda
+    context (a test calling the handler directly) runs the handler as it is."""
+    injected = setup().inject_lambda_context(handler, log_event=False)
+
+    @functools.wraps(handler)
+    def wrapper(event: Any, context: Any) -> Any:
+        if not hasattr(context, "aws_request_id"):
+            return handler(event, context)
+        return injected(event, context)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def bind_lambda_context(context: object) -> None:
+    """The same keys for a handler that cannot be decorated (the Chalice app object), from its middleware."""
+    global _cold_start
+    try:
+        keys = build_lambda_context_model(context).__dict__
+    except AttributeError:  # no context (a direct call in a test) or one without Lambda's attributes
+        return
+    setup().append_keys(cold_start=_cold_start, **keys)
+    _cold_start = False
 
 
 @contextmanager

@@ -279,6 +279,8 @@ class Change:
     id: int
     entity: str
     entity_id: int
+    # How long ago it was committed when claimed (the replication lag metric starts from it).
+    age_ms: float = 0.0
 
 
 class ChangeLog(Protocol):

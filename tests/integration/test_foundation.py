@@ -1,4 +1,5 @@
 """Foundation: schema migrations, topics, demo data, the stack's start/stop and failure messages, template lint."""
+import json
 import os
 import subprocess
 import sys
@@ -47,6 +48,33 @@ def test_migrations_applied_twice_change_nothing_the_second_time(mysql_db):
         drop_database(fresh)
 
 
+def test_the_change_log_migration_runs_again_over_its_own_triggers(mysql_db):
+    # DROP TRIGGER IF EXISTS + CREATE TRIGGER (MySQL 8 has no CREATE OR REPLACE TRIGGER): a file re-run after a
+    # partial failure, or on a database that already has the triggers, ends with the same 12 triggers.
+    from dataclasses import replace
+
+    from infra.migrate import MIGRATIONS_DIR, split_sql
+
+    fresh = replace(mysql_db, database=mysql_db.database + "_003")
+    try:
+        migrate(fresh)
+        before = _schema(fresh)
+        conn = connect(fresh, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                for statement in split_sql((MIGRATIONS_DIR / "003_change_log.sql").read_text()):
+                    cur.execute(statement)
+                cur.execute("INSERT INTO users (email) VALUES ('again@example.com')")
+                cur.execute("SELECT entity, op FROM change_log")
+                captured = cur.fetchall()
+        finally:
+            conn.close()
+        assert _schema(fresh) == before and len(before[1]) == 12
+        assert captured == [{"entity": "users", "op": "I"}]
+    finally:
+        drop_database(fresh)
+
+
 def test_the_documented_columns_accept_a_hand_written_insert(mysql_db):
     conn = connect(mysql_db, autocommit=True)
     try:
@@ -85,6 +113,18 @@ def test_topics_exist_with_the_configured_partitions(kafka_broker):
             assert len(consumer.partitions_for_topic(topic)) == config.topic_partitions() == 6
     finally:
         consumer.close()
+
+
+def test_make_topics_prints_partitions_and_the_local_replication_factor(kafka_broker):
+    from infra.local.stack import child_env_base
+
+    result = subprocess.run(["make", "-s", "topics"], cwd=ROOT, env=child_env_base(), capture_output=True,
+                            text=True, timeout=120)
+
+    assert result.returncode == 0, result.stderr
+    described = json.loads(result.stdout.strip().splitlines()[-1])
+    assert described == {topic: {"partitions": 6, "replication_factor": 1}
+                         for topic in (config.requests_topic(), config.decisions_topic())}
 
 
 def _stack_cmd(command: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -88,11 +88,21 @@ def test_invoke_runs_the_function_with_its_sample_event_and_prints_the_result(
 
     result = _invoke(function, event_path, **aws)
 
+    check_invoke_result(function, event, result)
+
+
+def check_invoke_result(function: str, event: dict, result: subprocess.CompletedProcess) -> None:
+    """What every invocation of a sample event must show: success, a result of the event's kind, and JSON log
+    lines with the function, the correlation id and the trace id (shared with the built-artifact test)."""
     assert result.returncode == 0, result.stdout + result.stderr
     answer = json.loads(result.stdout)
     lines = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
-    for line in lines:  # structured logs: JSON, with the function, the correlation id and the trace id
-        assert line["function"] == function and "correlation_id" in line and line["trace_id"].startswith("Root=1-")
+    for line in lines:  # structured logs: JSON, with the service, the correlation id and the trace id
+        assert line["service"] and "correlation_id" in line and line["xray_trace_id"].startswith("1-"), line
+        # Lines of the invocation carry Powertools' Lambda keys (import-time lines come before any context).
+        assert line.get("function_name", function) == function, line
+    assert all("function_request_id" in line and "cold_start" in line for line in lines
+               if line["logger"].startswith("booking_core")), lines
     kind = _kind(event)
     if kind == "api":
         assert isinstance(answer["statusCode"], int) and answer["statusCode"] < 500, answer

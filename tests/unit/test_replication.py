@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import itertools
 
@@ -271,3 +272,16 @@ def test_a_damaged_stored_hash_does_not_block_replication_and_reconcile_cleans_u
     report = replication.reconcile(db, redis)
     assert report["members"]["orphan"] == 1  # the Lisbon member the damaged hash could not name
     assert "listings:city:lisbon" not in redis.keys and "listing:7:nights" not in redis.keys
+
+
+def test_each_applied_batch_reports_its_oldest_changes_age_plus_the_time_to_write_redis(db, redis):
+    booking(db, 1)
+    db.log = [dataclasses.replace(change, age_ms=age) for change, age in zip(db.log, (40.0, 250.0, 5.0),
+                                                                              strict=True)]
+    ticks = iter([10.0, 10.02])  # claimed at 10 s, Redis written 20 ms later
+    heard: list[float] = []
+
+    replication.apply_batch(db, redis, observe_lag=heard.append, clock=lambda: next(ticks))
+    replication.apply_batch(db, redis, observe_lag=heard.append)  # nothing left: an empty batch reports nothing
+
+    assert heard == [pytest.approx(270.0)]

@@ -1,4 +1,6 @@
-"""Structured logs: one JSON object per line, with the booking_key of the work in hand as correlation_id."""
+"""Structured logs (Powertools Logger): one JSON object per line, with the booking_key of the work in hand as
+correlation_id, the X-Ray trace id, and inside an invocation the Lambda request id and cold start; metrics as EMF."""
+import base64
 import io
 import json
 import logging
@@ -6,7 +8,11 @@ import uuid
 
 import pytest
 
+from booking_core import logs, metrics
 from booking_core.logs import JsonFormatter, correlated
+from infra.local.lambda_context import LocalContext
+
+TRACE = "Root=1-6765a1b2-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=0"
 
 
 @pytest.fixture
@@ -23,7 +29,7 @@ def log_lines():
 
 
 def test_lines_inside_a_correlated_block_carry_its_booking_key(log_lines, monkeypatch):
-    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-6765a1b2-0123456789abcdef01234567")
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", TRACE)
     logger, lines = log_lines
 
     with correlated("key-123"):
@@ -31,10 +37,11 @@ def test_lines_inside_a_correlated_block_carry_its_booking_key(log_lines, monkey
     logger.info("batch done")
 
     first, second = lines()
-    assert (first["correlation_id"], first["status"], first["function"]) == ("key-123", "confirmed",
-                                                                              "PaymentFunction")
+    assert (first["correlation_id"], first["status"], first["service"]) == ("key-123", "confirmed",
+                                                                             "PaymentFunction")
     assert second["correlation_id"] is None and "correlation_id" in second
-    assert first["trace_id"] == second["trace_id"] == "Root=1-6765a1b2-0123456789abcdef01234567"
+    assert first["xray_trace_id"] == second["xray_trace_id"] == "1-6765a1b2-0123456789abcdef01234567"
+    assert first["logger"] == "test.structured" and first["level"] == "INFO"
 
 
 def test_an_explicit_booking_key_wins_and_exceptions_stay_on_one_json_line(log_lines):
@@ -68,3 +75,133 @@ def test_no_token_email_address_or_payment_token_reaches_a_log_line(secret):
         logger.exception("send failed: %s", secret, extra={"error": f"MessageRejected: {secret}"})
     line = stream.getvalue()
     assert secret not in line and json.loads(line)["message"].startswith("send failed: <")
+
+
+def _forget_powertools_logger(name: str) -> None:
+    # Powertools marks the stdlib logger of a service as configured and reuses it: start each test afresh.
+    named = logging.getLogger(name)
+    named.handlers.clear()
+    named.propagate = True
+    for attr in ("init", "powertools_handler", "powertools_buffer_config", "powertools_buffer_cache"):
+        named.__dict__.pop(attr, None)
+
+
+@pytest.fixture
+def powertools_logger(monkeypatch):
+    """logs.setup() as a handler module calls it, writing to a buffer; restored afterwards."""
+    monkeypatch.setenv("LOG_LEVEL", "INFO")
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    monkeypatch.setattr(logs, "_logger", None)
+    monkeypatch.setattr(logs, "_cold_start", True)
+    monkeypatch.setattr("aws_lambda_powertools.logging.logger.is_cold_start", True)
+    _forget_powertools_logger("payment_fn")
+    stream = io.StringIO()
+    logger = logs.setup("payment_fn", stream=stream)
+    yield logger, lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in saved_handlers:
+        root.addHandler(handler)
+    root.setLevel(saved_level)
+    _forget_powertools_logger("payment_fn")
+
+
+def test_a_decorated_handler_logs_the_request_id_and_cold_start_once_from_any_module(powertools_logger,
+                                                                                      monkeypatch):
+    monkeypatch.setenv("POWERTOOLS_LOGGER_LOG_EVENT", "true")  # must not make the event appear in a line
+    _, lines = powertools_logger
+    module_log = logging.getLogger("payment_fn.app")  # a module under the service's own logger name
+    deep_log = logging.getLogger("booking_core.services.kafka_batches")
+    event = {"records": {"t-0": [{"value": base64.b64encode(b'{"payment_token": "tok_visa"}').decode()}]}}
+
+    @logs.with_lambda_context
+    def handler(event, context):
+        with correlated("bk-1"):
+            module_log.info("from the handler")
+            deep_log.info("from a service")
+        return "done"
+
+    first_context = LocalContext("PaymentFunction")
+    handler(event, first_context)
+    handler(event, LocalContext("PaymentFunction"))
+
+    written = lines()
+    assert [line["message"] for line in written] == ["from the handler", "from a service"] * 2  # each once
+    assert [line["cold_start"] for line in written] == [True, True, False, False]
+    assert written[0]["function_request_id"] == first_context.aws_request_id != written[2]["function_request_id"]
+    assert {line["service"] for line in written} == {"payment_fn"}
+    assert {line["function_name"] for line in written} == {"PaymentFunction"}
+    assert {line["correlation_id"] for line in written} == {"bk-1"}
+    text = "\n".join(json.dumps(line) for line in written)
+    assert "tok_visa" not in text and event["records"]["t-0"][0]["value"] not in text
+
+
+def test_the_chalice_app_binds_the_same_keys_from_its_middleware(powertools_logger):
+    _, lines = powertools_logger
+    context = LocalContext("BookingApiFunction")
+
+    logs.bind_lambda_context(context)
+    # A logger under no service's name: booking_api.app may belong to a Logger an earlier test imported.
+    logging.getLogger("booking_core.adapters.redis_views").warning("served")
+    logs.bind_lambda_context(None)  # a direct call without a context changes nothing
+
+    (line,) = lines()
+    assert (line["function_request_id"], line["cold_start"]) == (context.aws_request_id, True)
+
+
+def test_metrics_are_flushed_as_one_emf_object_per_invocation_with_the_service_dimension(monkeypatch, capsys):
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "BookingPlatform/test")
+    monkeypatch.setattr(metrics, "_metrics", None)
+    metrics.setup("payment_fn")
+
+    @metrics.flushed
+    def handler(event, context):
+        metrics.count(metrics.BOOKINGS_CONFIRMED, 2)
+        metrics.milliseconds(metrics.DECISION_LATENCY, 12.5)
+        metrics.milliseconds(metrics.DECISION_LATENCY, 30)
+
+    handler({}, None)
+    handler({}, None)  # a second invocation prints its own object
+
+    objects = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(objects) == 2
+    emf = objects[0]
+    (directive,) = emf["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "BookingPlatform/test" and directive["Dimensions"] == [["service"]]
+    assert {m["Name"]: m["Unit"] for m in directive["Metrics"]} == {"BookingsConfirmed": "Count",
+                                                                    "DecisionLatency": "Milliseconds"}
+    assert emf["service"] == "payment_fn" and emf["BookingsConfirmed"] == [2.0]
+    assert emf["DecisionLatency"] == [12.5, 30.0]
+
+
+def test_disabled_metrics_print_nothing_and_collect_nothing(monkeypatch, capsys):
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    monkeypatch.setattr(metrics, "_metrics", None)
+    metrics.setup("payment_fn")
+
+    for _ in range(150):  # Powertools itself would print at 100 values even while disabled
+        metrics.milliseconds(metrics.DECISION_LATENCY, 1)
+    metrics.flush()
+
+    assert capsys.readouterr().out == ""
+    assert not metrics._get().metric_set
+
+
+def test_payment_fn_counts_each_outcome_and_the_decision_latency_of_each_record(monkeypatch, capsys):
+    from payment_fn import app
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    monkeypatch.setattr(metrics, "_metrics", None)
+    metrics.setup("payment_fn")
+    monkeypatch.setattr(app.time, "time", lambda: 1_000.0)
+    event = {"eventSource": "aws:kafka", "records": {"booking-requests-0": [
+        {"timestamp": 999_900, "key": "", "value": ""}, {"timestamp": 999_750, "key": "", "value": ""}]}}
+
+    app.record_metrics(event, {"confirmed": 3, "rejected": 1, "invalid": 1, "queued": 2})
+    metrics.flush()
+
+    emf = json.loads(capsys.readouterr().out)
+    assert (emf["BookingsConfirmed"], emf["BookingsRejected"], emf["BookingsQueued"]) == ([3.0], [2.0], [2.0])
+    assert emf["DecisionLatency"] == [100.0, 250.0]

@@ -86,9 +86,11 @@ class MySqlChangeLog:
         row (lower id, committed late) stays invisible and unlocked until it commits, then is claimed: no gap.
         """
         with self._cursor() as cur:
-            cur.execute("SELECT id, entity, entity_id FROM change_log ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-                        (limit,))
-            changes = [Change(r["id"], r["entity"], r["entity_id"]) for r in cur.fetchall()]
+            # The age by the server's clock, which also stamped changed_at: no clock or time zone in between.
+            cur.execute("SELECT id, entity, entity_id, TIMESTAMPDIFF(MICROSECOND, changed_at, NOW(6)) AS age_us"
+                        " FROM change_log ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED", (limit,))
+            changes = [Change(r["id"], r["entity"], r["entity_id"], max(0, int(r["age_us"] or 0)) / 1000)
+                       for r in cur.fetchall()]
             yield changes
             if changes:
                 cur.execute("DELETE FROM change_log WHERE id IN %s", ([c.id for c in changes],))

@@ -147,6 +147,33 @@ class MySqlRetryStore:
             return [r["booking_key"] for r in cur.fetchall()]
 
 
+    # -- for a person (infra/retries.py: `make retries`, `make reopen KEY=...`) --------------------------------
+    def counts_by_status(self) -> dict[str, int]:
+        with self._connections.transaction() as cur:
+            cur.execute("SELECT status, COUNT(*) AS n FROM booking_retries GROUP BY status")
+            return {row["status"]: int(row["n"]) for row in cur.fetchall()}
+
+    def rows_with_status(self, status: str, limit: int = 50) -> list[dict]:
+        """The rows of one status, oldest change first: key, reason, attempts, next attempt, last error."""
+        with self._connections.transaction() as cur:
+            cur.execute("SELECT booking_key, status, reason, attempts, next_attempt_at, last_error, updated_at"
+                        " FROM booking_retries WHERE status=%s ORDER BY updated_at, id LIMIT %s", (status, limit))
+            return list(cur.fetchall())
+
+    def reopen(self, booking_key: str) -> bool:
+        """Give a dead row its attempts back, due now, and forget the `retries_exhausted` rejection it stored, so
+        the next retry run re-drives it and payment_fn decides it afresh. False when the key has no dead row."""
+        with self._connections.transaction() as cur:
+            cur.execute("SELECT status FROM booking_retries WHERE booking_key=%s FOR UPDATE", (booking_key,))
+            row = cur.fetchone()
+            if row is None or row["status"] != "dead":
+                return False
+            cur.execute("DELETE FROM decisions WHERE booking_key=%s AND reason='retries_exhausted'", (booking_key,))
+            cur.execute("UPDATE booking_retries SET status='pending', attempts=0, next_attempt_at=NOW(6)"
+                        " WHERE booking_key=%s", (booking_key,))
+            return True
+
+
 # What retention deletes: only rows that are finished (nothing reads or re-drives them any more), and never the
 # decision of a confirmed booking (it answers a replayed key for as long as the booking exists).
 _PURGES = {

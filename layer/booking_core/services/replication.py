@@ -77,26 +77,36 @@ def plan_changes(changes: list[Change], change_log: ChangeLog, read_model: ReadM
     return plan
 
 
-def apply_batch(change_log: ChangeLog, read_model: ReadModel, batch_size: int = BATCH_SIZE) -> int | None:
+LagObserver = Callable[[float], None]
+
+
+def apply_batch(change_log: ChangeLog, read_model: ReadModel, batch_size: int = BATCH_SIZE,
+                observe_lag: LagObserver | None = None, clock: Callable[[], float] = time.monotonic) -> int | None:
     """Claim, apply and delete one batch of change rows under the replication lock.
 
     Returns how many change rows were applied, or None when another replicator holds the lock.
     Redis is written before the claimed rows are deleted; a failure in between re-applies them later, harmless.
+    `observe_lag` hears the batch's replication lag in ms: its oldest change's age when claimed plus the time
+    until Redis was written.
     """
     with change_log.exclusive() as got:
         if not got:
             return None
         with change_log.claim(batch_size) as changes:
             if changes:
+                claimed = clock()
                 read_model.execute(plan_changes(changes, change_log, read_model))
+                if observe_lag is not None:
+                    observe_lag(max(c.age_ms for c in changes) + (clock() - claimed) * 1000)
         return len(changes)
 
 
-def drain(change_log: ChangeLog, read_model: ReadModel, batch_size: int = BATCH_SIZE) -> dict:
+def drain(change_log: ChangeLog, read_model: ReadModel, batch_size: int = BATCH_SIZE,
+          observe_lag: LagObserver | None = None) -> dict:
     """Apply batches until the change log has nothing committed left (mode `once`)."""
     applied = batches = 0
     while True:
-        n = apply_batch(change_log, read_model, batch_size)
+        n = apply_batch(change_log, read_model, batch_size, observe_lag)
         if n is None:
             return {"mode": "once", "status": "busy", "applied": applied, "batches": batches}
         if n == 0:
@@ -137,7 +147,8 @@ def ensure_loaded(change_log: ChangeLog, read_model: ReadModel) -> dict | None:
 
 def tail(change_log: ChangeLog, read_model: ReadModel, run_s: float, stop: Callable[[], bool] = lambda: False,
          idle_s: float = IDLE_POLL_S, batch_size: int = BATCH_SIZE,
-         clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> dict:
+         clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+         observe_lag: LagObserver | None = None) -> dict:
     """Apply changes as they commit for `run_s` seconds (0: until `stop()` says so). Never raises on an outage:
     it logs, pauses and carries on, so a MySQL or Redis restart only delays replication."""
     deadline = clock() + run_s if run_s > 0 else None
@@ -152,7 +163,7 @@ def tail(change_log: ChangeLog, read_model: ReadModel, run_s: float, stop: Calla
             if not change_log.has_pending():
                 sleep(idle_s)
                 continue
-            n = apply_batch(change_log, read_model, batch_size)
+            n = apply_batch(change_log, read_model, batch_size, observe_lag)
         except Exception:  # noqa: BLE001 - an outage must not end the tail; logged and retried
             log.exception("replication batch failed; retrying")
             counts["errors"] += 1
