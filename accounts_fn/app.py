@@ -12,6 +12,7 @@ from booking_core.services.accounts import register_confirmed_user
 logs.setup("accounts_fn")
 
 
+@logs.with_lambda_context
 def handler(event: dict, context: object) -> dict:
     attributes = event["request"]["userAttributes"]
     register_confirmed_user(

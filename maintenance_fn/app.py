@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 RETENTION_BATCH = 1000  # rows per kind and run: a backlog is worked off over runs, never one long delete
 
 
+@logs.with_lambda_context
 def handler(event: dict, context: object) -> dict:
     summary = run_sweeps({
         "stale_holds": lambda: sweep_stale_holds(bootstrap.booking_repository(), bootstrap.payment_provider(),

@@ -17,7 +17,7 @@ import pytest
 
 from infra.local import template
 from infra.local.invoke import invoke_built
-from tests.integration.test_invoke import check_invoke_result, sample_events
+from tests.integration.test_invoke import check_invoke_result, local_aws_env, sample_events
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -36,7 +36,9 @@ def _stdlib_dirs() -> list[str]:
 @pytest.mark.parametrize("function, event_path", sample_events(), ids=lambda v: getattr(v, "name", v))
 def test_the_built_function_alone_handles_its_sample_event(function, event_path, build_dir, stack, tmp_path,
                                                            monkeypatch):
-    for name, value in {"LOG_LEVEL": "INFO", "DECISION_TIMEOUT_S": "5", "REPLICATION_RUN_S": "1"}.items():
+    event = json.loads(event_path.read_text())
+    aws = local_aws_env(stack) if "triggerSource" in event else {}
+    for name, value in {"LOG_LEVEL": "INFO", "DECISION_TIMEOUT_S": "5", "REPLICATION_RUN_S": "1", **aws}.items():
         monkeypatch.setenv(name, value)
     fn = template.functions()[function]
     modules_out = tmp_path / "modules.json"

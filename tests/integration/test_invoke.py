@@ -79,16 +79,19 @@ def _record_keys(event: dict) -> set[str]:
 def test_invoke_runs_the_function_with_its_sample_event_and_prints_the_result(
         function, event_path, mysql_db, redis_client, kafka_broker, request):
     event = json.loads(event_path.read_text())
-    aws = {}
-    if _kind(event) == "cognito":  # the trigger calls Cognito back: the local endpoint of the running stack
-        from infra.local.token import web_config
-
-        aws = {"AWS_ENDPOINT_URL": web_config(request.getfixturevalue("stack"))["cognitoEndpoint"],
-               "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+    aws = local_aws_env(request.getfixturevalue("stack")) if _kind(event) == "cognito" else {}
 
     result = _invoke(function, event_path, **aws)
 
     check_invoke_result(function, event, result)
+
+
+def local_aws_env(stack_url: str) -> dict[str, str]:
+    """What a function calling AWS needs to reach the stack's local endpoint (the Cognito trigger calls Cognito)."""
+    from infra.local.token import web_config
+
+    return {"AWS_ENDPOINT_URL": web_config(stack_url)["cognitoEndpoint"], "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local"}
 
 
 def check_invoke_result(function: str, event: dict, result: subprocess.CompletedProcess) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from booking_core import config
 from infra.local import template
-from tests.integration.test_invoke import check_invoke_result, sample_events
+from tests.integration.test_invoke import check_invoke_result, local_aws_env, sample_events
 
 ROOT = Path(__file__).resolve().parents[2]
 SAM_ENV = ROOT / "infra" / "local" / "sam-env.json"
@@ -57,7 +57,7 @@ def test_the_sam_env_file_replaces_every_aws_only_setting_a_local_run_would_trip
         assert aws_only <= covered, f"{logical_id}: {sorted(aws_only - covered)}"
 
 
-def _local_copy(tmp_path: Path) -> tuple[Path, dict]:
+def _local_copy(tmp_path: Path, aws_endpoint: str | None = None) -> tuple[Path, dict]:
     """The file as this run's services need it; and the environment without any variable the file sets."""
     env_file = json.loads(SAM_ENV.read_text())
     everywhere = env_file["Parameters"]
@@ -65,6 +65,9 @@ def _local_copy(tmp_path: Path) -> tuple[Path, dict]:
     everywhere["KAFKA_BOOTSTRAP_SERVERS"] = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     everywhere["MYSQL_DATABASE"] = config.mysql_settings().database
     everywhere["MAIL_OUTBOX_DIR"] = str(tmp_path / "outbox")
+    if aws_endpoint:  # the test stack's local AWS endpoint instead of the documented LOCAL_AWS_PORT=4566
+        assert env_file["PostConfirmationFunction"]["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+        env_file["PostConfirmationFunction"]["AWS_ENDPOINT_URL"] = aws_endpoint
     path = tmp_path / "sam-env.json"
     path.write_text(json.dumps(env_file))
     from infra.local.stack import child_env_base
@@ -86,8 +89,10 @@ def _one_event_per_function() -> list[tuple[str, Path]]:
 @pytest.mark.integration
 @pytest.mark.parametrize("function, event_path", _one_event_per_function(), ids=lambda v: getattr(v, "name", v))
 def test_the_docker_free_invoke_given_the_sam_env_file_behaves_as_with_the_stack_settings(
-        function, event_path, mysql_db, redis_client, kafka_broker, tmp_path):
-    path, env = _local_copy(tmp_path)
+        function, event_path, mysql_db, redis_client, kafka_broker, tmp_path, request):
+    aws = local_aws_env(request.getfixturevalue("stack")) if function == "PostConfirmationFunction" else {}
+    path, env = _local_copy(tmp_path, aws.get("AWS_ENDPOINT_URL"))
+    env.update({k: v for k, v in aws.items() if k != "AWS_ENDPOINT_URL"})  # credentials come from the host, as in SAM
 
     result = subprocess.run([sys.executable, "-m", "infra.local.invoke", function, "-e", str(event_path),
                              "--env-vars", str(path)], cwd=ROOT, env=env, capture_output=True, text=True,
