@@ -15,7 +15,7 @@ from http.server import HTTPServer
 from pathlib import Path
 
 from booking_core import config, logs
-from infra.local import template
+from infra.local import template, web
 
 
 class _Server(socketserver.ThreadingMixIn, HTTPServer):
@@ -52,11 +52,12 @@ def make_server(app, host: str, port: int):
     from chalice.local import LocalDevServer, create_local_server
 
     server = create_local_server(app, Config.create(lambda_timeout=30), host, port)
-    # Swap in our server class (bigger backlog, daemon threads); same handler as `chalice local`.
+    # Swap in our server class (bigger backlog, daemon threads); same handler as `chalice local`, which also
+    # serves the web client's files (infra/local/web.py).
     server.server.server_close()
     wrapped = server._wrapped_handler
-    server.server = _Server((host, port), functools.partial(_buffered(wrapped.func), *wrapped.args,
-                                                            **wrapped.keywords))
+    handler = _buffered(web.serving_web(wrapped.func))
+    server.server = _Server((host, port), functools.partial(handler, *wrapped.args, **wrapped.keywords))
     assert isinstance(server, LocalDevServer)
     return server
 
