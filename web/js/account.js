@@ -13,7 +13,7 @@ function busy(form, on) {
 
 export function signInScreen(params) {
   const next = safeNext(params.get("next"));
-  const form = h("form", { class: "account", "aria-label": "Sign in" },
+  const form = h("form", { class: "account", novalidate: true, "aria-label": "Sign in" },
     field("Email", { name: "email", type: "email", autocomplete: "username", required: true, value: params.get("email") || "" }),
     field("Password", { name: "password", type: "password", autocomplete: "current-password", required: true }),
     h("button", { type: "submit", class: "primary" }, "Sign in"));
@@ -45,7 +45,7 @@ export function signInScreen(params) {
 }
 
 export function signUpScreen(params) {
-  const form = h("form", { class: "account", "aria-label": "Create an account" },
+  const form = h("form", { class: "account", novalidate: true, "aria-label": "Create an account" },
     field("Name", { name: "name", type: "text", autocomplete: "name", required: true }),
     field("Email", { name: "email", type: "email", autocomplete: "username", required: true }),
     field("Password", { name: "password", type: "password", autocomplete: "new-password", required: true, minlength: "8" },
@@ -74,7 +74,7 @@ export function signUpScreen(params) {
 }
 
 export function confirmScreen(params) {
-  const form = h("form", { class: "account", "aria-label": "Confirm your account" },
+  const form = h("form", { class: "account", novalidate: true, "aria-label": "Confirm your account" },
     field("Email", { name: "email", type: "email", autocomplete: "username", required: true, value: params.get("email") || "" }),
     field("Confirmation code", { name: "code", type: "text", autocomplete: "one-time-code", inputmode: "numeric", required: true }),
     h("button", { type: "submit", class: "primary" }, "Confirm"));

@@ -25,7 +25,7 @@ export async function listingScreen(id, params) {
   const stay = { checkIn: params.get("check_in") || "", checkOut: params.get("check_out") || "" };
   let month = monthOf(isIsoDate(stay.checkIn) ? stay.checkIn : today());
 
-  const form = h("form", { class: "book", "aria-label": "Book this place" },
+  const form = h("form", { class: "book", novalidate: true, "aria-label": "Book this place" },
     field("Check-in", { name: "check_in", type: "date", value: stay.checkIn, min: today(), required: true }),
     field("Check-out", { name: "check_out", type: "date", value: stay.checkOut, min: today(), required: true }),
     field("Guests", { name: "guests", type: "number", min: "1", max: String(listing.max_guests), value: params.get("guests") || "1", required: true, inputmode: "numeric" }),

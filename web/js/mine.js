@@ -139,7 +139,7 @@ export async function paymentsScreen() {
       h("span", { class: "amount" }, money(payment.amount_cents, payment.currency)),
       h("strong", { class: "state" }, PAYMENT_STATUS[payment.status] || payment.status),
       h("span", {}, `for booking ${payment.booking_id}`),
-      h("small", {}, when(payment.created_at))), "No payments yet.");
+      h("small", {}, `Recorded ${when(payment.created_at)}`)), "No payments yet.");
     render(title, payments);
   } catch (error) {
     offlineOr(error, title);

@@ -45,7 +45,7 @@ function problem(search) {
 
 export function searchScreen(params) {
   const search = fromParams(params);
-  const form = h("form", { class: "search", role: "search", "aria-label": "Search stays" },
+  const form = h("form", { class: "search", novalidate: true, role: "search", "aria-label": "Search stays" },
     field("City", { name: "city", type: "text", value: search.city, autocomplete: "off", placeholder: "Any city" }),
     field("Check-in", { name: "check_in", type: "date", value: search.check_in, min: today() }),
     field("Check-out", { name: "check_out", type: "date", value: search.check_out, min: today() }),
@@ -109,7 +109,7 @@ async function showResults(search, area) {
     }
     const savedAt = answer.headers.get("X-Saved-At");
     if (answer.headers.get("X-Served-Offline") && savedAt) {
-      showOffline(`You are offline. These are the results saved on ${when(savedAt)}; prices and free dates may have changed, and booking needs a connection.`);
+      showOffline(`You are offline. These are the results saved ${when(savedAt)}; booking needs a connection.`);
     } else {
       hideOffline();
     }

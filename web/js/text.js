@@ -18,9 +18,13 @@ export function day(iso) {
   return dayFormat.format(new Date(`${iso}T00:00:00Z`));
 }
 
+// "at 14:05" today, "on 3 Mar 2030, 14:05" another day.
 export function when(isoTimestamp) {
   const date = new Date(isoTimestamp);
-  return Number.isNaN(date.getTime()) ? isoTimestamp : date.toLocaleString();
+  if (Number.isNaN(date.getTime())) return isoTimestamp;
+  const time = date.toLocaleTimeString(undefined, { hour: "numeric", minute: "2-digit" });
+  return date.toDateString() === new Date().toDateString()
+    ? `at ${time}` : `on ${date.toLocaleDateString(undefined, { day: "numeric", month: "short", year: "numeric" })}, ${time}`;
 }
 
 export function nightsText(n) {

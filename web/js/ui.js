@@ -61,7 +61,7 @@ export function hideOffline() {
 export function render(title, ...content) {
   const main = document.getElementById("main");
   const heading = h("h1", { tabindex: "-1" }, title);
-  main.replaceChildren(heading, ...content);
+  main.replaceChildren(heading, ...content.filter(Boolean));
   document.title = `${title} · Stays`;
   if (document.activeElement === document.body || !main.contains(document.activeElement)) {
     heading.focus({ preventScroll: true });
