@@ -141,7 +141,8 @@ def test_search_open_a_listing_sign_in_book_and_find_it_in_my_bookings(browser, 
     wait_heading(browser, "Lisbon #31")
     wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f"td.stay[data-date='{check_in}']"),
              what="the chosen stay highlighted")
-    assert [calendar_status(browser, night) for night in nights_of(check_in, check_out)] == ["free"] * 3
+    wait_for(browser, lambda d: [calendar_status(d, night) for night in nights_of(check_in, check_out)] == ["free"] * 3,
+             what="the stay's nights free")
     screenshot(browser, "listing-calendar")
     button(browser, "Book").click()
     wait_heading(browser, "Sign in")
@@ -190,7 +191,8 @@ def test_a_declined_card_is_told_in_a_sentence_and_nothing_is_booked(browser, we
     said = wait_status(browser, "Your card")
     assert said.startswith(sentence)
     assert "_" not in said  # no raw code such as card_declined
-    assert [calendar_status(browser, night) for night in nights_of(check_in, check_out)] == ["free", "free"]
+    wait_for(browser, lambda d: [calendar_status(d, night) for night in nights_of(check_in, check_out)]
+             == ["free", "free"], what="the nights still free")
 
 
 def _sandbox_outage(on: bool) -> None:
@@ -244,7 +246,8 @@ def test_nights_just_booked_by_someone_else_are_refused_in_a_sentence_and_shown_
     browser.get(web.url + "/#/sign-in")
     sign_in(browser, cognito, 23)
     open_listing(browser, web, 35, check_in, check_out)
-    assert [calendar_status(browser, night) for night in nights_of(check_in, check_out)] == ["free"] * 3
+    wait_for(browser, lambda d: [calendar_status(d, night) for night in nights_of(check_in, check_out)] == ["free"] * 3,
+             what="the stay's nights free")
 
     # GIVEN someone else books two of these nights through the API while the page is open
     # (at merge: with that user's token instead of user_id in the body)

@@ -1,6 +1,6 @@
 // Sign in, create an account, confirm it.
 import { authProblem, confirmSignUp, signIn, signUp } from "./auth.js";
-import { field, go, h, render, say } from "./ui.js";
+import { field, go, h, screenRenderer, say } from "./ui.js";
 
 // Only a route inside this app is a place to go back to after signing in.
 const safeNext = (next) => (next && next.startsWith("#/") ? next : "#/");
@@ -12,6 +12,7 @@ function busy(form, on) {
 }
 
 export function signInScreen(params) {
+  const render = screenRenderer();
   const next = safeNext(params.get("next"));
   const form = h("form", { class: "account", novalidate: true, "aria-label": "Sign in" },
     field("Email", { name: "email", type: "email", autocomplete: "username", required: true, value: params.get("email") || "" }),
@@ -45,6 +46,7 @@ export function signInScreen(params) {
 }
 
 export function signUpScreen(params) {
+  const render = screenRenderer();
   const form = h("form", { class: "account", novalidate: true, "aria-label": "Create an account" },
     field("Name", { name: "name", type: "text", autocomplete: "name", required: true }),
     field("Email", { name: "email", type: "email", autocomplete: "username", required: true }),
@@ -74,6 +76,7 @@ export function signUpScreen(params) {
 }
 
 export function confirmScreen(params) {
+  const render = screenRenderer();
   const form = h("form", { class: "account", novalidate: true, "aria-label": "Confirm your account" },
     field("Email", { name: "email", type: "email", autocomplete: "username", required: true, value: params.get("email") || "" }),
     field("Confirmation code", { name: "code", type: "text", autocomplete: "one-time-code", inputmode: "numeric", required: true }),

@@ -8,7 +8,7 @@ import { listingScreen } from "./listing.js";
 import { bookingsScreen, paymentsScreen } from "./mine.js";
 import { searchScreen } from "./search.js";
 import { confirmed, refusal } from "./text.js";
-import { clearStatus, go, h, hideOffline, render, say, showOffline, statusKeptForThisScreen } from "./ui.js";
+import { clearStatus, go, h, hideOffline, nextScreen, say, screenRenderer, showOffline, statusKeptForThisScreen } from "./ui.js";
 
 const ROUTES = [
   [/^\/$/, (match, params) => searchScreen(params)],
@@ -24,6 +24,7 @@ async function show() {
   const raw = location.hash.slice(1) || "/";
   if (!raw.startsWith("/")) return; // an in-page anchor such as #main, not a route
   const [path, query = ""] = raw.split("?");
+  nextScreen();
   if (!statusKeptForThisScreen()) clearStatus();
   if (navigator.onLine) hideOffline();
   else showOffline(OFFLINE);
@@ -41,7 +42,7 @@ async function show() {
       return;
     }
   }
-  render("Page not found", h("p", {}, h("a", { href: "#/" }, "Go to search")));
+  screenRenderer()("Page not found", h("p", {}, h("a", { href: "#/" }, "Go to search")));
 }
 
 function markCurrent(path) {

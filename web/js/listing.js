@@ -4,9 +4,10 @@ import { SignInNeeded, session } from "./auth.js";
 import { book, follow } from "./booking.js";
 import { addMonths, firstDay, isIsoDate, monthName, monthOf, nightsBetween, today, WEEKDAY_NAMES, WEEKDAYS, weeksOf } from "./dates.js";
 import { CARDS, confirmed, day, fieldProblems, money, nightsText, pending, refusal } from "./text.js";
-import { field, go, h, render, say } from "./ui.js";
+import { field, go, h, screenRenderer, say } from "./ui.js";
 
 export async function listingScreen(id, params) {
+  const render = screenRenderer();
   let listing;
   try {
     listing = (await getJson(`/v1/listings/${id}`)).body;

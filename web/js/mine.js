@@ -4,7 +4,7 @@ import { session, SignInNeeded } from "./auth.js";
 import { awaiting, cancel } from "./booking.js";
 import { nightsBetween } from "./dates.js";
 import { BOOKING_STATUS, day, money, nightsText, PAYMENT_STATUS, refusal, when } from "./text.js";
-import { go, h, render, say } from "./ui.js";
+import { go, h, screenRenderer, say } from "./ui.js";
 
 const PAGE = 20;
 
@@ -63,7 +63,7 @@ async function pagedList(path, item, emptyText) {
   return area;
 }
 
-function offlineOr(error, title) {
+function offlineOr(error, title, render) {
   if (error instanceof Offline) {
     render(title, h("p", {}, "You are offline. This page needs a connection."));
     return;
@@ -76,6 +76,7 @@ function offlineOr(error, title) {
 }
 
 export async function bookingsScreen() {
+  const render = screenRenderer();
   const title = "My bookings";
   const userId = await me("#/bookings");
   if (userId === null) return;
@@ -98,7 +99,7 @@ export async function bookingsScreen() {
         h("ol", { class: "records" }, open.map(awaitingItem))) : null,
       h("section", { "aria-labelledby": "made" }, h("h2", { id: "made" }, "Bookings"), bookings));
   } catch (error) {
-    offlineOr(error, title);
+    offlineOr(error, title, render);
   }
 }
 
@@ -131,6 +132,7 @@ function awaitingItem(request) {
 }
 
 export async function paymentsScreen() {
+  const render = screenRenderer();
   const title = "My payments";
   const userId = await me("#/payments");
   if (userId === null) return;
@@ -142,6 +144,6 @@ export async function paymentsScreen() {
       h("small", {}, `Recorded ${when(payment.created_at)}`)), "No payments yet.");
     render(title, payments);
   } catch (error) {
-    offlineOr(error, title);
+    offlineOr(error, title, render);
   }
 }

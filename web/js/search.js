@@ -3,7 +3,7 @@
 import { Offline, request } from "./api.js";
 import { isIsoDate, nightsBetween, today } from "./dates.js";
 import { money, nightsText, fieldProblems, when } from "./text.js";
-import { field, h, hideOffline, render, say, showOffline } from "./ui.js";
+import { field, h, hideOffline, screenRenderer, say, showOffline } from "./ui.js";
 
 const PAGE = 10;
 
@@ -44,6 +44,7 @@ function problem(search) {
 }
 
 export function searchScreen(params) {
+  const render = screenRenderer();
   const search = fromParams(params);
   const form = h("form", { class: "search", novalidate: true, role: "search", "aria-label": "Search stays" },
     field("City", { name: "city", type: "text", value: search.city, autocomplete: "off", placeholder: "Any city" }),

@@ -56,9 +56,23 @@ export function hideOffline() {
   document.getElementById("offline-notice").hidden = true;
 }
 
+let generation = 0;
+
+// A new screen starts (every navigation): screens still loading for an earlier one no longer draw.
+export function nextScreen() {
+  generation += 1;
+}
+
+// `render` for the screen starting now: a no-op once the person has navigated elsewhere meanwhile, so a slow
+// answer for an earlier screen never replaces the current one.
+export function screenRenderer() {
+  const mine = generation;
+  return (title, ...content) => (mine === generation ? render(title, ...content) : null);
+}
+
 // Replace the main area with a screen and move focus to its heading, so a keyboard or screen-reader user lands
 // on the new content rather than at the top of the page.
-export function render(title, ...content) {
+function render(title, ...content) {
   const main = document.getElementById("main");
   const heading = h("h1", { tabindex: "-1" }, title);
   main.replaceChildren(heading, ...content.filter(Boolean));
