@@ -1,11 +1,14 @@
 """Browser tests: Debian's headless Chromium driven by selenium against the local stack serving web/.
 
-Two fixtures here are TEMPORARY, until the stack signs users in itself (issue 11); both are marked below:
+The browser's origin is `front_door`: it forwards every request to the `stack` and records what reached it.
+
+Two parts here are TEMPORARY, until the stack signs users in itself (issue 11), and marked so:
 - `cognito`: a moto_server on a free port standing in for the stack's local Cognito endpoint, with a pool, an app
-  client and demo users mapped to their MySQL ids (custom:user_id);
-- `front_door`: a small HTTP forwarder the browser talks to, doing what the stack's gateway will do with the token
-  (the booking's user from `custom:user_id`, GET /v1/me, 401 without a token) and serving /config.json for the
-  moto endpoint. At merge the browser goes straight to the `stack` URL and both go away.
+  client and demo users mapped to their MySQL ids (custom:user_id). At merge: a fixture with the same attributes
+  (endpoint, user(id)) read from the stack's /config.json and demo password.
+- `SignInStandIn`: does in the front door what the stack's gateway will do with the token (the booking's user
+  from `custom:user_id`, GET /v1/me, 401 without a token) and answers /config.json for the moto endpoint. At
+  merge it goes, and the front door forwards everything unchanged.
 """
 from __future__ import annotations
 
@@ -89,8 +92,9 @@ def cognito():
     port = _free_port()
     log = ROOT / ".local" / "logs" / f"moto-browser-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port)], stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT)
+    with log.open("wb") as output:
+        moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port)], stdout=output,
+                                stderr=subprocess.STDOUT)
     endpoint = f"http://127.0.0.1:{port}"
     region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
     try:
@@ -125,21 +129,7 @@ def cognito():
         moto.wait(timeout=10)
 
 
-# ---- TEMPORARY: the gateway's part of sign-in, until the stack does it (issue 11) ------------------------------
-
-def token_claims(authorization: str | None) -> dict | None:
-    """The claims of a Bearer JWT, unverified (the stack's gateway will verify signature, exp, iss, audience)."""
-    if not authorization or not authorization.startswith("Bearer "):
-        return None
-    try:
-        payload = authorization[7:].split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError):
-        return None
-    if claims.get("exp", 0) < time.time() or "custom:user_id" not in claims:
-        return None
-    return claims
-
+# ---- the browser's origin: the stack, through a recording front door ------------------------------------------
 
 @dataclass
 class Seen:
@@ -151,19 +141,20 @@ class Seen:
 
 @dataclass
 class FrontDoor:
+    """Forwards every request to the stack and records what reached it: what the browser sent (headers, JSON
+    body) and, offline, that nothing was sent at all."""
+
     url: str
     stack_url: str
     seen: list[Seen] = field(default_factory=list)
+    stand_in: SignInStandIn | None = None
 
     def bookings_posted(self) -> list[Seen]:
         return [s for s in self.seen if s.method == "POST" and s.path == "/v1/bookings"]
 
 
-def _front_door_handler(door: FrontDoor, config: dict):
-    from infra.local.web import content_security_policy
-
+def _front_door_handler(door: FrontDoor):
     stack = urlsplit(door.stack_url)
-    private = ("/v1/me", "/v1/users", "/v1/bookings")
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -181,35 +172,21 @@ def _front_door_handler(door: FrontDoor, config: dict):
             if self.command != "HEAD":
                 self.wfile.write(body)
 
-        def _json(self, status: int, body: dict) -> None:
-            self._answer(status, json.dumps(body).encode(), {"Content-Type": "application/json"})
-
         def _handle(self):
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            path = self.path
-            body = None
+            path, body = self.path, None
             if raw and self.headers.get("Content-Type", "").startswith("application/json"):
                 try:
                     body = json.loads(raw)
                 except ValueError:
-                    body = None
+                    pass
             door.seen.append(Seen(self.command, path.split("?")[0], dict(self.headers), body))
-            if path == "/config.json":
-                return self._json(200, config)
-            if path.startswith(private):
-                claims = token_claims(self.headers.get("Authorization"))
-                if claims is None:
-                    return self._json(401, {"error": "unauthorized", "message": "sign in first"})
-                user_id = int(claims["custom:user_id"])
-                if path == "/v1/me":
-                    path = f"/v1/users/{user_id}"
-                elif path.startswith("/v1/users/") and not path.startswith(f"/v1/users/{user_id}/"):
-                    return self._json(403, {"error": "forbidden"})
-                if self.command == "POST" and path == "/v1/bookings":
-                    if not isinstance(body, dict) or "user_id" in body:
-                        return self._json(400, {"error": "invalid_request",
-                                                "fields": {"user_id": "the user comes from the token"}})
-                    raw = json.dumps({**body, "user_id": user_id}).encode()
+            if door.stand_in:
+                outcome = door.stand_in.request(self.command, path, self.headers, body, raw)
+                if isinstance(outcome[0], int):
+                    status, answer = outcome
+                    return self._answer(status, json.dumps(answer).encode(), {"Content-Type": "application/json"})
+                path, raw = outcome
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
             connection = http.client.HTTPConnection(stack.hostname, stack.port, timeout=60)
             try:
@@ -219,8 +196,8 @@ def _front_door_handler(door: FrontDoor, config: dict):
                 reply_headers = dict(response.getheaders())
             finally:
                 connection.close()
-            if reply_headers.get("Content-Type", "").startswith("text/html"):
-                reply_headers["Content-Security-Policy"] = content_security_policy(config)
+            if door.stand_in:
+                reply_headers = door.stand_in.reply_headers(reply_headers)
             self._answer(response.status, answer, reply_headers)
 
         do_GET = do_POST = do_DELETE = do_HEAD = do_PUT = _handle
@@ -228,23 +205,88 @@ def _front_door_handler(door: FrontDoor, config: dict):
     return Handler
 
 
+def _read_model_loaded(stack_url: str) -> bool:
+    """The stack has loaded the demo listings into its read model (it answers before the first load is done)."""
+    from tests.support import HttpClient
+
+    api = HttpClient(stack_url)
+    return api.get("/v1/listings/40").status == 200 and api.get(f"/v1/users/{max(BROWSER_USERS)}").status == 200
+
+
 @pytest.fixture(scope="session")
 def front_door(cognito, stack):
-    """TEMPORARY: the origin the browser uses; forwards to the stack (see the module docstring)."""
-    from infra.local.web import web_config
+    from tests.support import wait_for
 
+    if not wait_for(lambda: _read_model_loaded(stack), timeout=60, interval=0.2):
+        pytest.fail("the stack's read model has not loaded the demo listings after 60 s")
     port = _free_port()
     door = FrontDoor(f"http://127.0.0.1:{port}", stack)
-    config = web_config({**os.environ, "API_PORT": str(port), "COGNITO_ENDPOINT": cognito.endpoint + "/",
-                         "COGNITO_USER_POOL_ID": cognito.pool_id, "COGNITO_CLIENT_ID": cognito.client_id,
-                         "AWS_REGION": cognito.region})
-    server = ThreadingHTTPServer(("127.0.0.1", port), _front_door_handler(door, config))
+    door.stand_in = SignInStandIn(door.url, cognito)  # TEMPORARY (issue 11): remove with the class below
+    server = ThreadingHTTPServer(("127.0.0.1", port), _front_door_handler(door))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield door
     server.shutdown()
     server.server_close()
+
+
+# ---- TEMPORARY: the gateway's part of sign-in, until the stack does it (issue 11) ------------------------------
+
+class SignInStandIn:
+    """What the stack's gateway will do with the ID token: 401 without one on a private route, the booking's user
+    from `custom:user_id` (a body naming a user is refused), GET /v1/me; plus /config.json and the page's CSP for
+    the temporary moto endpoint."""
+
+    PRIVATE = ("/v1/me", "/v1/users", "/v1/bookings")
+
+    def __init__(self, origin: str, cognito: Cognito):
+        from infra.local.web import web_config
+
+        self.config = web_config({**os.environ, "API_URL": origin, "COGNITO_ENDPOINT": cognito.endpoint + "/",
+                                  "COGNITO_USER_POOL_ID": cognito.pool_id, "COGNITO_CLIENT_ID": cognito.client_id,
+                                  "AWS_REGION": cognito.region})
+
+    @staticmethod
+    def claims(authorization: str | None) -> dict | None:
+        """The claims of a Bearer JWT, unverified (the gateway will check signature, exp, iss and audience)."""
+        if not authorization or not authorization.startswith("Bearer "):
+            return None
+        try:
+            payload = authorization[7:].split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except (IndexError, ValueError):
+            return None
+        if claims.get("exp", 0) < time.time() or "custom:user_id" not in claims:
+            return None
+        return claims
+
+    def request(self, method: str, path: str, headers, body, raw: bytes):
+        """(status, answer) to answer here, or (path, raw body) to forward."""
+        if path == "/config.json":
+            return 200, self.config
+        if not path.startswith(self.PRIVATE):
+            return path, raw
+        claims = self.claims(headers.get("Authorization"))
+        if claims is None:
+            return 401, {"error": "unauthorized", "message": "sign in first"}
+        user_id = int(claims["custom:user_id"])
+        if path == "/v1/me":
+            return f"/v1/users/{user_id}", raw
+        if path.startswith("/v1/users/") and not path.startswith(f"/v1/users/{user_id}/"):
+            return 403, {"error": "forbidden"}
+        if method == "POST" and path == "/v1/bookings":
+            if not isinstance(body, dict) or "user_id" in body:
+                return 400, {"error": "invalid_request", "fields": {"user_id": "the user comes from the token"}}
+            return path, json.dumps({**body, "user_id": user_id}).encode()
+        return path, raw
+
+    def reply_headers(self, headers: dict) -> dict:
+        from infra.local.web import content_security_policy
+
+        if headers.get("Content-Type", "").startswith("text/html"):
+            headers["Content-Security-Policy"] = content_security_policy(self.config)
+        return headers
 
 
 @pytest.fixture
