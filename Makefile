@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR):$(CURDIR)/layer
 
-.PHONY: run test up down status venv lint retry trigger invoke bench clean migrate topics token
+.PHONY: run test up down status venv lint retry trigger invoke bench clean migrate topics token screenshots
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -18,6 +18,9 @@ run: venv  ## the local stack in the foreground (Ctrl-C stops all it started)
 
 test: venv  ## the whole suite against real services
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+screenshots: venv  ## the browser tests, writing their screenshots into docs/screenshots (normally .local/screenshots)
+	UPDATE_SCREENSHOTS=1 $(PY) -m pytest tests/browser -q
 
 up: venv
 	$(PY) -m infra.local.stack up
