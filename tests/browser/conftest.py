@@ -142,7 +142,7 @@ class Seen:
 @dataclass
 class FrontDoor:
     """Forwards every request to the stack and records what reached it: what the browser sent (headers, JSON
-    body) and, offline, that nothing was sent at all."""
+    body) and, offline, that nothing was sent at all. /config.json names the door as the API."""
 
     url: str
     stack_url: str
@@ -198,6 +198,9 @@ def _front_door_handler(door: FrontDoor):
                 connection.close()
             if door.stand_in:
                 reply_headers = door.stand_in.reply_headers(reply_headers)
+            if path == "/config.json" and response.status == 200:
+                # The page's API is its own origin, this door (as a reverse proxy rewrites its upstream's URLs).
+                answer = json.dumps({**json.loads(answer), "apiUrl": door.url}).encode()
             self._answer(response.status, answer, reply_headers)
 
         do_GET = do_POST = do_DELETE = do_HEAD = do_PUT = _handle
