@@ -11,7 +11,11 @@ import uuid
 from urllib.parse import urlsplit
 
 import pytest
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -54,9 +58,19 @@ def status(driver) -> str:
 
 
 def wait_for(driver, condition, timeout: float = 30, what: str = "the page"):
-    """Poll `condition` until truthy; the page re-rendering meanwhile (stale or missing elements) is waited out."""
-    return WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=(
-        NoSuchElementException, StaleElementReferenceException)).until(condition, message=f"waiting for {what}")
+    """Poll `condition` until truthy; the page re-rendering meanwhile (stale or missing elements) is waited out.
+    On a timeout the message says what the page showed."""
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=(
+            NoSuchElementException, StaleElementReferenceException)).until(condition)
+    except TimeoutException:
+        shown = driver.execute_script(
+            "return [location.href, document.getElementById('main')?.innerText,"
+            " document.getElementById('offline-notice')?.innerText, document.getElementById('status')?.innerText,"
+            " navigator.onLine, Boolean(navigator.serviceWorker?.controller)]")
+        console = [entry["message"] for entry in driver.get_log("browser")][-10:]
+        raise AssertionError(f"waiting for {what}: after {timeout:.0f} s the page showed {shown}; console: {console}") \
+            from None
 
 
 def wait_status(driver, starts_with: str, timeout: float = 30) -> str:

@@ -2,7 +2,7 @@
 import { ApiError, getJson, Offline } from "./api.js";
 import { SignInNeeded, session } from "./auth.js";
 import { book, follow } from "./booking.js";
-import { addMonths, firstDay, isIsoDate, monthName, monthOf, nightsBetween, today, WEEKDAY_NAMES, WEEKDAYS, weeksOf } from "./dates.js";
+import { addDays, addMonths, firstDay, isIsoDate, monthName, monthOf, nightsBetween, today, WEEKDAY_NAMES, WEEKDAYS, weeksOf } from "./dates.js";
 import { CARDS, confirmed, day, fieldProblems, money, nightsText, pending, refusal } from "./text.js";
 import { field, go, h, screenRenderer, say } from "./ui.js";
 
@@ -67,13 +67,14 @@ export async function listingScreen(id, params) {
   }
 
   let nights = new Map(); // date → free | booked, for the month shown
+  const confirmedHere = new Set(); // nights booked from this page
   async function showMonth(wanted) {
     month = wanted;
     caption.textContent = monthName(month);
     try {
       const answer = await getJson(`/v1/listings/${id}/availability?from=${firstDay(month)}&to=${firstDay(addMonths(month, 1))}`);
       if (month !== wanted) return; // the person has moved on to another month meanwhile
-      nights = new Map(answer.body.nights.map((night) => [night.date, night.status]));
+      nights = new Map(answer.body.nights.map((night) => [night.date, confirmedHere.has(night.date) ? "booked" : night.status]));
     } catch (error) {
       if (!(error instanceof Offline)) throw error;
       nights = new Map();
@@ -97,6 +98,18 @@ export async function listingScreen(id, params) {
           h("span", { class: "visually-hidden" }, `${day(date)}${words.length ? `: ${words.join(", ")}` : ""}`));
       })))));
     grid.replaceChildren(table);
+  }
+
+  // After a decision the month is read again, now and a few times more: the read model follows the bookings a
+  // moment later (a declined card's hold shows as booked until its release is applied). Nights this page saw
+  // confirmed stay booked meanwhile.
+  function refreshAfterDecision(decision, checkIn, checkOut) {
+    if (decision.status === "confirmed") {
+      for (let night = checkIn; night < checkOut; night = addDays(night, 1)) confirmedHere.add(night);
+    }
+    const shown = month;
+    showMonth(shown);
+    for (const delay of [1500, 5000, 15000]) setTimeout(() => grid.isConnected && month === shown && showMonth(shown), delay);
   }
 
   form.addEventListener("input", (event) => {
@@ -140,11 +153,11 @@ export async function listingScreen(id, params) {
         follow(result.decision.booking_key, result.decision.status_url, (decision) => {
           if (decision.status === "confirmed" || decision.status === "rejected") {
             announce({ kind: decision.status, decision }, stayNights);
-            showMonth(month);
+            refreshAfterDecision(decision, checkIn, checkOut);
           }
         }).catch(() => {});
       }
-      if (["confirmed", "rejected"].includes(result.kind)) await showMonth(month);
+      if (["confirmed", "rejected"].includes(result.kind)) refreshAfterDecision(result.decision, checkIn, checkOut);
     } catch (error) {
       if (!(error instanceof SignInNeeded)) throw error;
       say(error.message, "error");
