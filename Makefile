@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR):$(CURDIR)/layer
 
 .PHONY: run test up down status venv lint retry trigger invoke bench clean migrate topics tools build scan retries reopen \
-	token
+	token screenshots
 
 # SAM CLI and checkov each pin boto3 exactly, to versions other than ours: each gets its own venv here
 # (requirements-sam.txt, requirements-checkov.txt), made on first use like .venv.
@@ -34,6 +34,9 @@ run: venv  ## the local stack in the foreground (Ctrl-C stops all it started)
 
 test: venv tools  ## the whole suite against real services
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+screenshots: venv  ## the browser tests, writing their screenshots into docs/screenshots (normally .local/screenshots)
+	UPDATE_SCREENSHOTS=1 $(PY) -m pytest tests/browser -q
 
 up: venv
 	$(PY) -m infra.local.stack up

@@ -15,7 +15,7 @@ from http.server import HTTPServer
 from pathlib import Path
 
 from booking_core import config, logs
-from infra.local import gateway, template
+from infra.local import gateway, template, web
 
 
 class _Server(socketserver.ThreadingMixIn, HTTPServer):
@@ -53,7 +53,7 @@ def make_server(app, host: str, port: int):
     from chalice.local import LocalDevServer
 
     return LocalDevServer(app, Config.create(lambda_timeout=30), host, port,
-                          handler_cls=_buffered(gateway.handler_class()), server_cls=_Server)
+                          handler_cls=_buffered(web.serving_web(gateway.handler_class())), server_cls=_Server)
 
 
 def main(argv=None) -> None:
