@@ -255,6 +255,41 @@ def test_a_booking_that_comes_back_pending_turns_confirmed_by_itself_after_the_r
     assert len(web.bookings_posted()) == 1  # followed, never re-sent
 
 
+def test_a_pending_request_cancelled_in_my_bookings_is_never_booked_nor_charged(browser, web, cognito, http):
+    """GIVEN a booking queued while the provider is down; WHEN its Cancel button in My bookings is pressed, THEN a
+    sentence says nothing was booked or charged, and the retry run that follows leaves it cancelled."""
+    check_in, check_out = stay(110, 2)
+    browser.get(web.url + "/#/sign-in")
+    sign_in(browser, cognito, 22)
+    open_listing(browser, web, 36, check_in, check_out)
+    _sandbox_outage(True)
+    try:
+        button(browser, "Book").click()
+        wait_status(browser, "Pending")
+    finally:
+        _sandbox_outage(False)
+    key = web.bookings_posted()[-1].headers["Idempotency-Key"]
+    link(browser, "My bookings").click()
+    wait_heading(browser, "My bookings")
+    awaiting = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f"li.awaiting[data-booking-key$='{key}']"),
+                        what="the request awaiting a decision")[0]
+
+    awaiting.find_element(By.XPATH, ".//button[normalize-space()='Cancel']").click()
+
+    said = wait_status(browser, "You cancelled this request")
+    assert "Nothing was booked or charged" in said
+    assert awaiting.find_element(By.CSS_SELECTOR, ".state").text == "Not booked"
+    deletes = [s for s in web.seen if s.method == "DELETE" and s.path.endswith(key)]
+    assert len(deletes) == 1 and deletes[0].headers.get("Authorization")
+
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'layer'}"}
+    retry = subprocess.run([sys.executable, "-m", "infra.local.scheduler", "--trigger", "RetryFunction"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert retry.returncode == 0, retry.stderr
+    after = http.as_user(22).get(deletes[0].path)  # the status URL names the scoped key, as the DELETE did
+    assert after.status == 200 and after.body["status"] == "rejected" and after.body["reason"] == "cancelled", after.body
+
+
 def test_nights_just_booked_by_someone_else_are_refused_in_a_sentence_and_shown_booked(browser, web, cognito, http):
     check_in, check_out = stay(100, 3)
     browser.get(web.url + "/#/sign-in")
