@@ -82,6 +82,9 @@ _FIELDS = {
 
 
 def _positive_int(value: object, name: str, errors: dict[str, str], maximum: int | None = None) -> int | None:
+    # JSON has one number type: 26.0 is the integer 26 (as JSON Schema, and the OpenAPI document, say).
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     # bool is an int subclass: {"guests": true} must be refused, not read as 1.
     if isinstance(value, bool) or not isinstance(value, int):
         errors[name] = "must be an integer"
