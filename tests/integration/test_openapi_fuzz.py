@@ -49,6 +49,19 @@ def test_a_method_no_route_has_answers_405_json_with_allow_not_the_servers_501_p
     assert json.loads(body)["Code"] == "MethodNotAllowedError"
 
 
+def test_an_unsupported_content_type_gets_the_documented_415(stack, tokens):
+    """The fuzzer sends only the document's request media types; this answer is documented all the same."""
+    import jsonschema
+
+    doc = json.loads(DOCUMENT.read_text())
+    status, headers, body = _raw(stack, "POST", "/v1/bookings", {
+        "Authorization": f"Bearer {tokens.id_token(1)}", "Content-Type": "application/xml"})
+    documented = doc["paths"]["/v1/bookings"]["post"]["responses"][str(status)]
+    assert status == 415 and headers["Content-Type"] in documented["content"]
+    schema = documented["content"][headers["Content-Type"]]["schema"]
+    jsonschema.validate(json.loads(body), {**schema, "components": doc["components"]})
+
+
 # ---- the fuzz run --------------------------------------------------------------------------------------------
 
 
@@ -87,7 +100,7 @@ def test_schemathesis_finds_nothing_the_document_does_not_say(stack, fuzz_subjec
     document.write_bytes(_raw(stack, "GET", "/openapi.json")[2])
     operations = sum(1 for item in json.loads(document.read_text())["paths"].values() for method in item
                      if method in HTTP_METHODS)
-    env = {**os.environ, "FUZZ_ID_TOKEN": token, "FUZZ_LISTING_ID": str(listing_id),
+    env = {**os.environ, "FUZZ_ID_TOKEN": token, "FUZZ_USER_ID": str(FUZZ_USER_ID), "FUZZ_LISTING_ID": str(listing_id),
            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "layer")])}
     run = subprocess.run(
         [sys.executable, "-m", "schemathesis.cli", "--no-color", "--config-file", str(CONFIG), "run",
