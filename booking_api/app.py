@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
 from chalice import Chalice, CognitoUserPoolAuthorizer, Response
@@ -225,6 +226,15 @@ def cancel_booking_request(booking_key):
 def health():
     bootstrap.read_views().ping()
     return {"status": "ok"}
+
+
+# The API described once (every route, parameter, body and answer); shipped beside this file.
+OPENAPI_DOCUMENT = json.loads(Path(__file__).with_name("openapi.json").read_text())
+
+
+@app.route("/openapi.json", methods=["GET"])
+def openapi_document():
+    return OPENAPI_DOCUMENT
 
 
 def _query() -> dict[str, str]:

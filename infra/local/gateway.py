@@ -200,4 +200,12 @@ def handler_class(base: type[ChaliceRequestHandler] = ChaliceRequestHandler):
             self.local_gateway = ApiGateway(app_object, config, verifier, bucket, web_config_body)
             BaseHTTPRequestHandler.__init__(self, request, client_address, server)
 
+        def __getattr__(self, name: str):
+            # http.server answers a method without a do_<METHOD> (Chalice's handler has seven; TRACE, QUERY...)
+            # with its own 501 HTML page. Every method goes through the gateway instead, so an unrouted one gets
+            # the app's JSON 405 naming the allowed methods, as PUT does.
+            if name.startswith("do_"):
+                return self._generic_handle
+            raise AttributeError(name)
+
     return Handler

@@ -70,4 +70,5 @@ def test_every_route_of_the_app_is_covered_by_the_outage_answer():
               "/v1/listings/{listing_id}", "/v1/listings/{listing_id}/availability", "/v1/users/{user_id}",
               "/v1/users/{user_id}/bookings", "/v1/users/{user_id}/payments", "/v1/bookings/{booking_id}",
               "/v1/me"}
-    assert set(api.app.routes) == tested, "a new route: add it to the parametrized test above"
+    served_from_memory = {"/openapi.json"}  # the document, read once at import: no backing service to lose
+    assert set(api.app.routes) == tested | served_from_memory, "a new route: add it to the parametrized test above"

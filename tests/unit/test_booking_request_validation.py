@@ -39,6 +39,16 @@ def test_wrong_types_are_refused(field, value):
     assert errors_of(body(**{field: value}))[field] == "must be an integer"
 
 
+def test_a_whole_number_written_with_a_fraction_is_that_integer():
+    """JSON has one number type: 26.0 is 26, an integer as the OpenAPI document's schema says (schemathesis sent
+    {"guests": 26.0} and got 400). The command holds ints, so the request's fingerprint is the same as with 26."""
+    request = parse_booking_request(body(user_id=1.0, listing_id=7.0, guests=26.0), today=TODAY)
+    assert (request.user_id, request.listing_id, request.guests) == (1, 7, 26)
+    assert all(type(v) is int for v in (request.user_id, request.listing_id, request.guests))
+    assert request.fingerprint() == parse_booking_request(body(guests=26), today=TODAY).fingerprint()
+    assert errors_of(body(guests=float("nan")))["guests"] == "must be an integer"
+
+
 def test_non_positive_ids_and_too_many_guests_are_refused():
     errors = errors_of(body(user_id=0, guests=model.MAX_GUESTS + 1))
     assert errors == {"user_id": "must be at least 1", "guests": f"must be at most {model.MAX_GUESTS}"}

@@ -11,7 +11,7 @@ from booking_core.domain.model import ForeignUser, parse_users_booking_request
 from infra.local import template
 
 PUBLIC = {("GET", "/v1/listings"), ("GET", "/v1/listings/{listing_id}"),
-          ("GET", "/v1/listings/{listing_id}/availability"), ("GET", "/health")}
+          ("GET", "/v1/listings/{listing_id}/availability"), ("GET", "/health"), ("GET", "/openapi.json")}
 
 
 def _chalice_routes() -> dict[tuple[str, str], bool]:

@@ -86,6 +86,9 @@ _FIELDS = {
 
 
 def _positive_int(value: object, name: str, errors: dict[str, str], maximum: int | None = None) -> int | None:
+    # JSON has one number type: 26.0 is the integer 26 (as JSON Schema, and the OpenAPI document, say).
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     # bool is an int subclass: {"guests": true} must be refused, not read as 1.
     if isinstance(value, bool) or not isinstance(value, int):
         errors[name] = "must be an integer"
@@ -113,7 +116,8 @@ def _date(value: object, name: str, errors: dict[str, str]) -> dt.date | None:
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Stripe's shapes: a card token (tok_visa, tok_1N3…) or a PaymentMethod (pm_card_visa, pm_1Q…). ASCII only and
 # bounded: a token is stored and sent on, and one no database can store once held a listing's nights for ever.
-PAYMENT_TOKEN = re.compile(r"(?:tok|pm|card|src)_[A-Za-z0-9][A-Za-z0-9_]{0,122}", re.ASCII)
+PAYMENT_TOKEN = re.compile(r"(?:tok|pm|card|src)_[A-Za-z0-9][A-Za-z0-9_]*", re.ASCII)
+MAX_PAYMENT_TOKEN = 128  # Stripe's ids are far shorter; the bound keeps a retry row's request small
 
 
 def parse_iso_date(value: str) -> dt.date:
@@ -140,7 +144,8 @@ def parse_booking_request(body: object, today: dt.date | None = None) -> Request
     check_in = _date(body["check_in"], "check_in", errors) if "check_in" in body else None
     check_out = _date(body["check_out"], "check_out", errors) if "check_out" in body else None
     token = body.get("payment_token")
-    if "payment_token" in body and (not isinstance(token, str) or not PAYMENT_TOKEN.fullmatch(token)):
+    if "payment_token" in body and (not isinstance(token, str) or len(token) > MAX_PAYMENT_TOKEN
+                                    or not PAYMENT_TOKEN.fullmatch(token)):
         errors["payment_token"] = ("must be a payment token or payment method as the provider issues it"
                                    " (tok_… or pm_…, letters, digits and _, at most 128 characters)")
 
