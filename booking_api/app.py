@@ -128,12 +128,14 @@ def _error(status: int, error: str, message: str, fields: dict[str, str] | None 
     return Response(body=body, status_code=status, headers=headers or {})
 
 
+def _decision_body(decision: model.Decision) -> dict[str, Any]:
+    return {**decision.to_dict(), "status_url": STATUS_PATH.format(decision.booking_key)}
+
+
 def _decision_response(decision: model.Decision, status_code: int | None = None) -> Response:
-    body = decision.to_dict()
-    status_url = STATUS_PATH.format(decision.booking_key)
-    body["status_url"] = status_url
+    body = _decision_body(decision)
     code = status_code or model.http_status_for(decision)
-    headers: dict[str, str | list[str]] = {"Location": status_url} if code == 202 else {}
+    headers: dict[str, str | list[str]] = {"Location": body["status_url"]} if code == 202 else {}
     return Response(body=body, status_code=code, headers=headers)
 
 
@@ -213,7 +215,7 @@ def cancel_booking_request(booking_key):
                                           bootstrap.booking_repository())
     except AlreadyDecided as decided:
         return Response(body={"error": "already_decided", "message": "the request was decided already",
-                              "decision": decided.decision.to_dict()}, status_code=409)
+                              "decision": _decision_body(decided.decision)}, status_code=409)
     if decision is None:
         return _error(404, "not_found", "no booking request of yours with this key")
     return _decision_response(decision, 200)

@@ -19,6 +19,7 @@ import pytest
 from kafka.partitioner.default import murmur2
 
 from booking_core import config
+from booking_core.domain import model
 from tests.support import sql_rows, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -33,11 +34,11 @@ LISTINGS = range(31, 41)  # the other booking tests use lower ids; each request 
 _nights = itertools.count()
 
 
-def _one_night() -> dict:
+def _one_night(user_id: int) -> dict:
     """A booking of a night nobody else books: confirmed whenever it is decided."""
     n = next(_nights)
     check_in = dt.date.today() + dt.timedelta(days=3000 + n // len(LISTINGS))
-    return {"user_id": 1 + n % 20, "listing_id": LISTINGS[n % len(LISTINGS)],
+    return {"user_id": user_id, "listing_id": LISTINGS[n % len(LISTINGS)],
             "check_in": check_in.isoformat(), "check_out": (check_in + dt.timedelta(days=1)).isoformat(),
             "guests": 1, "payment_token": "tok_visa"}
 
@@ -47,10 +48,11 @@ def _partition(key: str) -> int:
     return (murmur2(key.encode()) & 0x7FFFFFFF) % config.topic_partitions()
 
 
-def _key_on_partition(partition: int, prefix: str) -> str:
+def _key_on_partition(partition: int, prefix: str, user_id: int) -> str:
+    """An Idempotency-Key whose request lands on `partition`: the API publishes under the key scoped to its user."""
     while True:
         key = f"{prefix}-{uuid.uuid4().hex[:12]}"
-        if _partition(key) == partition:
+        if _partition(model.scoped_booking_key(user_id, key)) == partition:
             return key
 
 
@@ -70,19 +72,23 @@ def _run_broker_pid() -> int:
     pytest.fail(f"this run's broker on {listen} is not a child of this test process")
 
 
-def test_after_a_four_second_broker_stall_under_load_every_partition_decides_again(http, kafka_broker):
+def test_after_a_four_second_broker_stall_under_load_every_partition_decides_again(http, crowd, kafka_broker):
     broker_pid = _run_broker_pid()
-    answers: list[tuple[str, int, str]] = []  # (key, HTTP status, decision status)
+    answers: list[tuple[str, int, str]] = []  # (scoped key, HTTP status, decision status)
     stop = threading.Event()
+    # Each client and each probe books as a user of its own: one user may have only a few requests pending.
+    client_users, probe_users = crowd[:CLIENTS], crowd[CLIENTS:]
+    assert len(probe_users) >= config.topic_partitions()
 
-    def client():
+    def client(user_id: int):
+        as_user = http.as_user(user_id)
         while not stop.is_set():
             key = f"stall-load-{uuid.uuid4().hex[:12]}"
-            response = http.post("/v1/bookings", _one_night(), headers={"Idempotency-Key": key})
-            answers.append((key, response.status, response.body.get("status")))
+            response = as_user.post("/v1/bookings", _one_night(user_id), headers={"Idempotency-Key": key})
+            answers.append((model.scoped_booking_key(user_id, key), response.status, response.body.get("status")))
 
     # GIVEN clients posting bookings; WHEN the broker stops for four seconds under that load, then resumes
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(CLIENTS)]
+    threads = [threading.Thread(target=client, args=(user_id,), daemon=True) for user_id in client_users]
     for thread in threads:
         thread.start()
     time.sleep(1.5)
@@ -101,9 +107,11 @@ def test_after_a_four_second_broker_stall_under_load_every_partition_decides_aga
     # THEN a new booking is confirmed on every partition of booking-requests within the bound
     def confirmed_on(partition: int) -> tuple[int, list]:
         seen = []
+        user_id = probe_users[partition]
         while time.monotonic() - resumed < RECOVERY_BOUND_S:
-            key = _key_on_partition(partition, "stall-probe")
-            response = http.post("/v1/bookings", _one_night(), headers={"Idempotency-Key": key})
+            key = _key_on_partition(partition, "stall-probe", user_id)
+            response = http.as_user(user_id).post("/v1/bookings", _one_night(user_id),
+                                                  headers={"Idempotency-Key": key})
             seen.append(response.status)
             if response.status == 201:
                 return partition, seen
