@@ -159,6 +159,16 @@ def test_invalid_input_gets_400_with_the_field_named(http, raw, field):
     assert response.status == 400 and field in response.body["fields"]
 
 
+@pytest.mark.parametrize("token", ["\ud800", "tok_" + "x" * 200, "tok_visa\u0000", "tok_visá", ""])
+def test_a_payment_token_no_provider_issues_is_a_400_and_holds_no_night(http, token):
+    body = booking_body(listing_id=38, token=token)
+    response = http.post("/v1/bookings", body)
+    assert response.status == 400 and "payment_token" in response.body["fields"], response.body
+    held = sql_rows("SELECT id FROM bookings WHERE listing_id=38 AND check_in=%s AND status IN ('held', 'confirmed')",
+                    body["check_in"])
+    assert held == []
+
+
 def test_an_unknown_request_key_is_404(http):
     assert http.get("/v1/bookings/requests/1.never-seen").status == 404
 
