@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from infra.local.web import CONTENT_TYPES, LONG_LIVED, REVALIDATE, WEB_ROOT
 
@@ -60,7 +61,7 @@ class Summary:
     invalidation_id: str = ""
 
 
-def stack_outputs(cloudformation, stack_name: str) -> dict[str, str]:
+def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
     """The stack's outputs by key (CloudFormation DescribeStacks)."""
     (stack,) = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
@@ -91,7 +92,7 @@ def web_objects(outputs: dict[str, str], root: Path = WEB_ROOT) -> list[WebObjec
     return [WebObject(key, objects[key], CONTENT_TYPES[Path(key).suffix], cache_control(key)) for key in order]
 
 
-def _existing(s3, bucket: str) -> dict[str, str]:
+def _existing(s3: Any, bucket: str) -> dict[str, str]:
     """Key → ETag (quotes removed) of every object in the bucket."""
     found = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
@@ -100,14 +101,14 @@ def _existing(s3, bucket: str) -> dict[str, str]:
     return found
 
 
-def _unchanged(s3, bucket: str, obj: WebObject, etag: str | None) -> bool:
+def _unchanged(s3: Any, bucket: str, obj: WebObject, etag: str | None) -> bool:
     if etag != obj.md5:  # a single-part upload's ETag is its MD5 (SSE-S3; SSE-KMS would break this)
         return False
     head = s3.head_object(Bucket=bucket, Key=obj.key)
-    return head.get("ContentType") == obj.content_type and head.get("CacheControl") == obj.cache_control
+    return bool(head.get("ContentType") == obj.content_type and head.get("CacheControl") == obj.cache_control)
 
 
-def deploy(outputs: dict[str, str], s3, cloudfront, root: Path = WEB_ROOT,
+def deploy(outputs: dict[str, str], s3: Any, cloudfront: Any, root: Path = WEB_ROOT,
            say: Callable[[str], None] = print) -> Summary:
     """Make the stack's bucket hold exactly web/ plus config.json, then invalidate its distribution."""
     missing = [key for key in REQUIRED_OUTPUTS if not outputs.get(key)]
@@ -127,7 +128,9 @@ def deploy(outputs: dict[str, str], s3, cloudfront, root: Path = WEB_ROOT,
         say(f"uploaded s3://{bucket}/{obj.key} ({obj.content_type}; {obj.cache_control})")
     stale = sorted(set(existing) - {obj.key for obj in objects})
     for batch in _batches(stale, 1000):
-        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True})
+        answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True})
+        if answer.get("Errors"):  # Quiet: only the keys that could not be deleted are listed
+            raise DeployError("could not delete " + ", ".join(f"{e['Key']} ({e.get('Code')})" for e in answer["Errors"]))
     for key in stale:
         say(f"deleted s3://{bucket}/{key} (no longer in web/)")
     summary.deleted = stale
