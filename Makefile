@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR):$(CURDIR)/layer
 
 .PHONY: run test up down status venv lint retry trigger invoke bench clean migrate topics tools build scan retries reopen \
-	token screenshots
+	token screenshots deploy-web
 
 # SAM CLI and checkov each pin boto3 exactly, to versions other than ours: each gets its own venv here
 # (requirements-sam.txt, requirements-checkov.txt), made on first use like .venv.
@@ -83,6 +83,10 @@ topics: venv  ## create the booking topics on the broker the environment names (
 
 build: $(TOOLS)/sam/.installed  ## sam build into .aws-sam/build (needs python3.11, the template's runtime)
 	$(SAM) build --cached
+
+deploy-web: venv  ## web/ to a deployed stack: make deploy-web STACK=<stack name> [REGION=...] (needs AWS credentials)
+	@test -n "$(STACK)" || { echo "usage: make deploy-web STACK=<stack name> [REGION=<its region>]" >&2; exit 2; }
+	$(PY) -m infra.deploy_web --stack "$(STACK)" $(if $(REGION),--region "$(REGION)")
 
 scan: $(TOOLS)/checkov/.installed  ## checkov on template.yaml (each suppression carries its reason in the template)
 	$(CHECKOV) -f template.yaml --framework cloudformation --compact --quiet

@@ -28,6 +28,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SKIPPED = {
     "make test": "it is this test suite",
     ".local/tools/sam/bin/sam deploy": "AWS only: deploys a stack to an AWS account",
+    "make deploy-web": "AWS only: reads a deployed stack's outputs, writes its bucket and invalidates its "
+                       "distribution; tests/integration/test_deploy_web.py runs the same make target against the "
+                       "local AWS endpoint",
     ".local/tools/sam/bin/sam local invoke": "needs Docker; tests/integration/test_sam_env.py runs the docker-free "
                                              "invoke with the same env file",
     "docker compose": "needs Docker (tests/unit/test_docker_compose.py checks the file)",
