@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
+import logging
 import os
 import signal
 import socket
 import socketserver
+import time
 from http.server import HTTPServer
 from pathlib import Path
 
@@ -62,6 +65,7 @@ def main(argv=None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int)
     parser.add_argument("--template", default=str(template.TEMPLATE))
+    parser.add_argument("--state-file", help="where the supervisor keeps its workers' pids and restart count")
     args = parser.parse_args(argv)
     functions = template.functions(Path(args.template))
     function = functions[args.function] if args.function else api_function(functions)
@@ -69,30 +73,87 @@ def main(argv=None) -> None:
     logs.setup(function.logical_id)
     app = function.load_handler()
     server = make_server(app, args.host, args.port or config.api_port())
-    serve(server, int(os.environ.get("LOCAL_API_WORKERS", str(DEFAULT_WORKERS))))
+    serve(server, int(os.environ.get("LOCAL_API_WORKERS", str(DEFAULT_WORKERS))),
+          Path(args.state_file) if args.state_file else None, function.logical_id)
 
 
 DEFAULT_WORKERS = 2
+WORKER_RESTART_S = 0.2
+WORKER_CRASH_LOOP = (5, 60.0)  # deaths of workers within seconds: give up, so the stack sees the API die
+
+log = logging.getLogger("api")
 
 
-def serve(server, workers: int) -> None:
-    """Serve on `workers` processes sharing the listening socket (forked before any client or thread exists).
+def serve(server, workers: int, state_file: Path | None = None, function: str = "") -> None:
+    """Serve on `workers` forked processes sharing the listening socket; this process only supervises them.
 
-    One Python process serves its threads one at a time (GIL); a second one uses the second core. Each
-    worker builds its own Kafka/Redis clients on first use. Workers end with the first process (PDEATHSIG).
+    One Python process serves its threads one at a time (GIL); a second one uses the second core. Workers are
+    forked from this process, which never builds a client or serves, so each worker builds its own Kafka/Redis
+    clients on first use. A worker that dies (any signal, any exit) is forked again, as Lambda starts a new
+    container; workers end with this process (PDEATHSIG).
     """
-    if workers > 1:
-        # Every worker waits on the socket; the ones that lose a connection to another get EAGAIN, not a block.
-        server.server.socket.setblocking(False)
-        parent = os.getpid()
-        for _ in range(workers - 1):
-            if os.fork() == 0:
-                _end_with(parent)
-                try:
-                    server.serve_forever()
-                finally:
-                    os._exit(0)
-    server.serve_forever()
+    # Every worker waits on the socket; the ones that lose a connection to another get EAGAIN, not a block.
+    server.server.socket.setblocking(False)
+    parent = os.getpid()
+    stopping = False
+    live: set[int] = set()
+    restarts = 0
+
+    def fork_worker() -> int:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            _end_with(parent)
+            try:
+                server.serve_forever()
+            finally:
+                os._exit(0)
+        return pid
+
+    def write_state() -> None:
+        if state_file is not None:
+            partial = state_file.with_name(state_file.name + ".part")
+            partial.write_text(json.dumps({"function": function, "supervisor": parent, "workers": sorted(live),
+                                           "restarts": restarts}))
+            partial.replace(state_file)
+
+    def on_stop(*_) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(live):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    for _ in range(max(1, workers)):
+        live.add(fork_worker())
+    write_state()
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    deaths: list[float] = []
+    while live:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        live.discard(pid)
+        if stopping:
+            continue
+        now = time.monotonic()
+        deaths = [t for t in deaths if now - t < WORKER_CRASH_LOOP[1]] + [now]
+        how = (f"killed by {signal.Signals(os.WTERMSIG(status)).name}" if os.WIFSIGNALED(status)
+               else f"exited with status {os.waitstatus_to_exitcode(status)}")
+        if len(deaths) >= WORKER_CRASH_LOOP[0]:
+            log.error("API workers crash-looping; stopping", extra={"worker": pid, "exit": how})
+            on_stop()
+            raise SystemExit(1)
+        time.sleep(WORKER_RESTART_S)
+        live.add(fork_worker())
+        restarts += 1
+        write_state()
+        log.warning("API worker died; started another", extra={"worker": pid, "exit": how, "restarts": restarts})
 
 
 def _end_with(parent: int) -> None:

@@ -10,6 +10,11 @@ It makes sure Kafka (the embedded Tansu broker unless KAFKA_BOOTSTRAP_SERVERS is
 data, then runs every function of the template with its events: Api → the HTTP API on API_PORT;
 MSK/SelfManagedKafka → a poller process (LOCAL_KAFKA_CONCURRENCY per event); Schedule → a scheduler process.
 Pid files live in .local/run/, one set per API_PORT, so two stacks can run side by side.
+
+The stack heals like Lambda: a function process that dies (any signal, any exit) is started again with the same
+command line after a short back-off, and the restart is logged and counted (`status` shows the counts); only a
+crash loop (LOCAL_CRASH_LOOP_DEATHS deaths of one process within LOCAL_CRASH_LOOP_WINDOW_S) stops the stack,
+naming the process and how it last ended.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from booking_core import config
@@ -34,6 +40,35 @@ LOG_DIR = services.LOCAL_DIR / "logs"
 KAFKA_EVENT_TYPES = ("MSK", "SelfManagedKafka")
 SCHEDULE_TYPES = ("Schedule", "ScheduleV2")
 DEFAULT_KAFKA_CONCURRENCY = 2  # poller processes per Kafka event when LOCAL_KAFKA_CONCURRENCY is not set
+RESTART_BACKOFF_S = (0.2, 5.0)  # first restart after 0.2 s, doubling with each recent death, at most 5 s
+
+
+def crash_loop_limit() -> tuple[int, float]:
+    """(deaths, window in seconds): that many deaths of one process within the window is a crash loop."""
+    return (int(os.environ.get("LOCAL_CRASH_LOOP_DEATHS", "5")),
+            float(os.environ.get("LOCAL_CRASH_LOOP_WINDOW_S", "60")))
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+@dataclass
+class Supervised:
+    """A function process of the stack and what it takes to start it again."""
+    name: str
+    function: str  # the template's logical id; it is also in the command line (pgrep -f <LogicalId>)
+    args: list[str]
+    process: subprocess.Popen
+    restarts: int = 0
+    deaths: list[float] = field(default_factory=list)  # monotonic times of recent deaths
+    restart_at: float | None = None
+    last_exit: str = ""
 
 
 def kafka_concurrency(logical_id: str, default: int, metadata: dict | None = None) -> int:
@@ -81,7 +116,7 @@ class Stack:
     def __init__(self, template_path: Path = template.TEMPLATE):
         self.template_path = template_path
         self.services: list[services.Started] = []
-        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.children: list[Supervised] = []
         self.lines: list[str] = []
         self.run_dir = RUN_DIR / stack_id()
 
@@ -137,30 +172,69 @@ class Stack:
                           f" client {aws.details['userPoolClientId']}; demo users user1..24@example.com)")
 
     # -- functions -------------------------------------------------------------------------------
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+    def _popen(self, name: str, args: list[str]) -> subprocess.Popen:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         log_path = LOG_DIR / f"{stack_id()}-{name}.log"
         with open(log_path, "ab") as log:
-            process = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=child_env(),
-                                       stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.children.append((name, process))
+            return subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=child_env(),
+                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def _spawn(self, name: str, function: str, args: list[str]) -> subprocess.Popen:
+        process = self._popen(name, args)
+        self.children.append(Supervised(name, function, args, process))
         self._write_children()
         return process
 
     def _write_children(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        pids = {name: p.pid for name, p in self.children}
+        pids = {c.name: c.process.pid for c in self.children}
         pids.update({h.name: h.process.pid for h in self.services if h.process})
-        (self.run_dir / "children.json").write_text(json.dumps(pids))
+        _write_atomically(self.run_dir / "children.json", json.dumps(pids))
+        _write_atomically(self.run_dir / "restarts.json", json.dumps(
+            {c.name: {"function": c.function, "restarts": c.restarts, "last_exit": c.last_exit} for c in self.children}))
+
+    def supervise(self, now: float | None = None) -> str | None:
+        """Start again every function process that died, after its back-off; the crash loop's message, if any.
+
+        Called about four times a second by `run`. A process being started again keeps its name, logical id
+        and arguments, so it takes the same partitions or schedule as the one that died."""
+        now = time.monotonic() if now is None else now
+        deaths_limit, window_s = crash_loop_limit()
+        changed = False
+        for child in self.children:
+            if child.restart_at is None:
+                returncode = child.process.poll()
+                if returncode is None:
+                    continue
+                child.last_exit = describe_exit(returncode)
+                child.deaths = [t for t in child.deaths if now - t < window_s] + [now]
+                if len(child.deaths) >= deaths_limit:
+                    return (f"{child.name} ({child.function}) died {len(child.deaths)} times within {window_s:.0f} s"
+                            f" (last: {child.last_exit}): a crash loop; see {LOG_DIR}/{stack_id()}-{child.name}.log")
+                backoff = min(RESTART_BACKOFF_S[1], RESTART_BACKOFF_S[0] * 2 ** (len(child.deaths) - 1))
+                child.restart_at = now + backoff
+                print(f"stack: {child.name} ({child.function}, pid {child.process.pid}) {child.last_exit};"
+                      f" starting it again in {backoff:.1f} s", file=sys.stderr, flush=True)
+            elif now >= child.restart_at:
+                child.process = self._popen(child.name, child.args)
+                child.restarts += 1
+                child.restart_at = None
+                changed = True
+                print(f"stack: {child.name} ({child.function}) started again as pid {child.process.pid}"
+                      f" (restart {child.restarts})", file=sys.stderr, flush=True)
+        if changed:
+            self._write_children()
+        return None
 
     def _wait_ready(self, files: list[Path], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if all(f.exists() for f in files):
                 return
-            for name, process in self.children:
-                if process.poll() is not None:
-                    raise services.ServiceMissing(f"{name} exited at start; see {LOG_DIR}/{stack_id()}-{name}.log")
+            for child in self.children:
+                if child.process.poll() is not None:
+                    raise services.ServiceMissing(f"{child.name} exited at start; see {LOG_DIR}/{stack_id()}-"
+                                                  f"{child.name}.log")
             time.sleep(0.05)
         missing = [f.name for f in files if not f.exists()]
         raise services.ServiceMissing(f"not ready after {timeout:.0f}s: {', '.join(missing)}")
@@ -180,9 +254,9 @@ class Stack:
                         name = f"{function.logical_id}-{event.name}-{i}"
                         ready_file = self.run_dir / f"ready-{name}"
                         ready.append(ready_file)
-                        self._spawn(name, ["infra.local.poller", function.logical_id, event.name, "--shard",
-                                           f"{i}/{shards}", "--template", str(self.template_path),
-                                           "--ready-file", str(ready_file)])
+                        self._spawn(name, function.logical_id, [
+                            "infra.local.poller", function.logical_id, event.name, "--shard", f"{i}/{shards}",
+                            "--template", str(self.template_path), "--ready-file", str(ready_file)])
                     self.lines.append(f"poller  {function.logical_id} ← {','.join(event.properties.get('Topics', []))}"
                                       f" (group {event.properties.get('ConsumerGroupId')}, {shards} shards)")
                 elif event.type == "Api":
@@ -191,15 +265,18 @@ class Stack:
                 name = f"{function.logical_id}-schedule"
                 ready_file = self.run_dir / f"ready-{name}"
                 ready.append(ready_file)
-                self._spawn(name, ["infra.local.scheduler", "--function", function.logical_id,
-                                   "--template", str(self.template_path), "--ready-file", str(ready_file)])
+                self._spawn(name, function.logical_id, [
+                    "infra.local.scheduler", "--function", function.logical_id,
+                    "--template", str(self.template_path), "--ready-file", str(ready_file)])
                 exprs = [str(e.properties.get("Schedule")) for e in function.events if e.type in SCHEDULE_TYPES]
                 self.lines.append(f"sched   {function.logical_id} {', '.join(exprs)}")
         # Consumers are positioned before the API takes its first request, so no request is published
         # to a topic nobody reads yet.
         self._wait_ready(ready, 60)
         if api_function is not None:
-            self._spawn("api", ["infra.local.api", api_function.logical_id, "--template", str(self.template_path)])
+            self._spawn("api", api_function.logical_id, ["infra.local.api", api_function.logical_id, "--template",
+                                                         str(self.template_path), "--state-file",
+                                                         str(self.run_dir / "api-workers.json")])
             deadline = time.monotonic() + 30
             while not api_healthy(0.5):
                 if time.monotonic() > deadline:
@@ -208,11 +285,11 @@ class Stack:
             self.lines.append(f"api     {api_url()} ({api_function.logical_id})")
 
     def stop(self) -> None:
-        for _, process in reversed(self.children):
-            if process.poll() is None:
-                process.terminate()
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                child.process.terminate()
         deadline = time.monotonic() + 10
-        for _, process in self.children:
+        for process in (c.process for c in self.children):
             try:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -220,9 +297,15 @@ class Stack:
                 process.wait()
         for handle in reversed(self.services):
             handle.stop()
-        children = self.run_dir / "children.json"
-        if children.exists():
-            children.unlink()
+        for name in ("children.json", "restarts.json", "api-workers.json"):
+            (self.run_dir / name).unlink(missing_ok=True)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Readers (status, tests, the chaos run) never see a half-written file."""
+    partial = path.with_name(path.name + ".part")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 def demo_booking() -> str:
@@ -276,16 +359,17 @@ def run(demo: bool = False) -> int:
     print(f"stack up in {time.monotonic() - started:.1f}s: {api_url()} (Ctrl-C to stop)", flush=True)
     if demo:
         print(demo_booking(), flush=True)
+    crash_loop = None
     try:
-        while not stop.wait(1.0):
-            dead = [name for name, p in stack.children if p.poll() is not None]
-            if dead:
-                print(f"stack: {', '.join(dead)} exited; stopping", file=sys.stderr, flush=True)
+        while not stop.wait(0.25):
+            crash_loop = stack.supervise()
+            if crash_loop:
+                print(f"stack: {crash_loop}; stopping", file=sys.stderr, flush=True)
                 break
     finally:
         stack.stop()
         print("stack stopped", flush=True)
-    return 0
+    return 1 if crash_loop else 0
 
 
 def up(timeout: float = 120) -> int:
@@ -346,7 +430,37 @@ def status() -> int:
     error = services.redis_answers(config.redis_url())
     print(f"redis   {config.redis_url()}: {'answers' if error is None else error}")
     print(f"api     {api_url()}: {'healthy' if api_healthy() else 'no answer'}")
+    for line in restart_lines():  # also for a stack in the foreground (make run), which has no pid file
+        print(line)
     return 0 if running else 3
+
+
+def restart_lines() -> list[str]:
+    """One line per function: its processes and how often they were started again (API workers included)."""
+    run_dir = RUN_DIR / stack_id()
+    try:
+        restarts = json.loads((run_dir / "restarts.json").read_text())
+    except (OSError, ValueError):
+        return []
+    try:
+        workers = json.loads((run_dir / "api-workers.json").read_text())
+    except (OSError, ValueError):
+        workers = {}
+    by_function: dict[str, list[int]] = {}
+    notes: dict[str, str] = {}
+    for entry in restarts.values():
+        counts = by_function.setdefault(entry["function"], [0, 0])
+        counts[0] += 1
+        counts[1] += entry["restarts"]
+        if entry["last_exit"]:
+            notes[entry["function"]] = f"; last death: {entry['last_exit']}"
+    lines = []
+    for function, (processes, count) in sorted(by_function.items()):
+        extra = ""
+        if workers and function == workers.get("function"):
+            extra = f", {len(workers.get('workers', []))} workers, worker restarts: {workers.get('restarts', 0)}"
+        lines.append(f"restarts {function}: {count} ({processes} processes{extra}){notes.get(function, '')}")
+    return lines
 
 
 def main(argv=None) -> int:
