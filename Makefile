@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR):$(CURDIR)/layer
 
 .PHONY: run test up down status venv lint retry trigger invoke bench clean migrate topics tools build scan retries reopen \
-	token screenshots deploy-web
+	token screenshots deploy-web chaos
 
 # SAM CLI and checkov each pin boto3 exactly, to versions other than ours: each gets its own venv here
 # (requirements-sam.txt, requirements-checkov.txt), made on first use like .venv.
@@ -90,6 +90,9 @@ deploy-web: venv  ## web/ to a deployed stack: make deploy-web STACK=<stack name
 
 scan: $(TOOLS)/checkov/.installed  ## checkov on template.yaml (each suppression carries its reason in the template)
 	$(CHECKOV) -f template.yaml --framework cloudformation --compact --quiet
+
+chaos: venv  ## faults under load on a stack of its own (private MariaDB/Redis/broker), then the guarantees checked
+	$(PY) -m infra.chaos
 
 bench: venv  ## benchmarks against a running stack (make up first); prints the table, writes bench/results/
 	$(PY) -m pip install -q -r bench/requirements.txt

@@ -230,6 +230,11 @@ def mail_mode() -> str:
     return _env("MAIL_MODE", "outbox")
 
 
+def email_stale_claim_s() -> float:
+    """A sender's claim on an email older than this (the sender died mid-send) may be taken by another sender."""
+    return _float("EMAIL_STALE_CLAIM_S", 600.0)
+
+
 def mail_outbox_dir() -> str:
     return _env("MAIL_OUTBOX_DIR", os.path.join(os.getcwd(), ".local", "outbox"))
 

@@ -1,7 +1,7 @@
 """The email outbox in MySQL (table email_outbox, migration 004): queued in the confirm transaction, sent later.
 
 Senders claim rows with one UPDATE (status 'sending', their own claim token), so two payment_fn instances
-never send the same email; a claim older than STALE_CLAIM_S (a sender that crashed mid-send) is claimable
+never send the same email; a claim older than EMAIL_STALE_CLAIM_S (a sender that crashed mid-send) is claimable
 again, which makes delivery at-least-once.
 """
 from __future__ import annotations
@@ -10,13 +10,12 @@ import logging
 import uuid
 from collections.abc import Iterable
 
+from booking_core import config
 from booking_core.adapters.mysql import ConnectionHolder, Cursor
 from booking_core.domain.emails import Email, OutboxEmail, SendOutcome, confirmation_email
 from booking_core.domain.model import Hold, RequestBooking
 
 log = logging.getLogger(__name__)
-
-STALE_CLAIM_S = 600
 
 
 def enqueue_confirmation_email(cur: Cursor, booking_key: str, request: RequestBooking, hold: Hold) -> None:
@@ -57,7 +56,7 @@ class MySqlEmailOutbox:
         sql = ("UPDATE email_outbox SET status='sending', claimed_by=%s, claimed_at=CURRENT_TIMESTAMP(6)"
                " WHERE (status='pending' OR (status='sending'"
                " AND claimed_at < CURRENT_TIMESTAMP(6) - INTERVAL %s SECOND))")
-        args: list = [token, STALE_CLAIM_S]
+        args: list = [token, config.email_stale_claim_s()]
         if ids is not None:
             sql += " AND booking_id IN %s"
             args.append(ids)

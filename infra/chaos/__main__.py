@@ -1,0 +1,5 @@
+import sys
+
+from infra.chaos.run import main
+
+sys.exit(main())
