@@ -161,7 +161,10 @@ class InMemorySandboxProvider:
         return result
 
     def find_charge(self, idempotency_key):
-        return self.ledger.get(idempotency_key)
+        import dataclasses
+
+        found = self.ledger.get(idempotency_key)
+        return dataclasses.replace(found, amount_cents=self.charged_cents[idempotency_key]) if found else None
 
     def refund(self, idempotency_key, provider_ref, amount_cents) -> RefundResult:
         if idempotency_key in self.refunds:

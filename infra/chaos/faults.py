@@ -86,7 +86,7 @@ class Injector:
                 self.errors.append(f"{kind}: {exc!r}")
             fault.took_s = round(time.monotonic() - began, 2)
             self.injected.append(fault)
-            log.info("fault injected", extra={"kind": kind, "detail": fault.detail})
+            log.info("fault %s at %.1f s: %s", kind, fault.at_s, fault.detail)
 
     def by_kind(self) -> dict[str, int]:
         counts: dict[str, int] = {}

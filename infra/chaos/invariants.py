@@ -52,7 +52,7 @@ def charges_match_confirmed_bookings(sql: Sql) -> Result:
         "SELECT c.idempotency_key AS k, c.amount_cents AS charged, r.status AS refund, b.status AS booking,"
         " b.amount_cents AS amount, p.status AS payment, d.status AS decision, d.reason AS reason"
         " FROM sandbox_charges c"
-        " LEFT JOIN sandbox_refunds r ON r.idempotency_key = CONCAT('refund-', c.idempotency_key)"
+        " LEFT JOIN sandbox_refunds r ON r.idempotency_key = c.idempotency_key"
         " LEFT JOIN bookings b ON b.booking_key = c.idempotency_key"
         " LEFT JOIN payments p ON p.booking_key = c.idempotency_key"
         " LEFT JOIN decisions d ON d.booking_key = c.idempotency_key"
@@ -162,4 +162,18 @@ def read_model_equals_mysql(reconcile_report: dict) -> Result:
             result.violations += [f"{group} {kind}"] * int(n)
     if "error" in reconcile_report:
         result.violations.append(f"reconcile failed: {reconcile_report['error']}")
+    return result
+
+
+def acknowledged_requests_on_the_broker(topic_keys: set[str], requests: dict[str, Request]) -> Result:
+    """Every request whose publish the broker acknowledged (answered pending, or decided by payment_fn: 201, 402,
+    409) is still on booking-requests at the end: a broker restart lost nothing it had acknowledged."""
+    result = Result("nothing_acknowledged_lost", "every request the broker acknowledged is still on"
+                                                 " booking-requests at the end")
+    for key, request in requests.items():
+        acknowledged = any(a.method == "POST" and (a.http in (201, 402, 409) or (a.http == 202 and a.status ==
+                                                                                  "pending"))
+                           for a in request.answers)
+        if acknowledged and key not in topic_keys:
+            result.violations.append(key)
     return result

@@ -67,8 +67,8 @@ class ChaosRun:
         self.run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         self.work = CHAOS_DIR / self.run_id
         self.outbox = self.work / "outbox"
-        self.ports = {name: services.free_port() for name in ("mysql", "redis", "kafka", "api")}
-        self.mysql = self.redis = self.kafka = None
+        self.ports = {name: services.free_port() for name in ("mysql", "redis", "kafka", "api", "s3")}
+        self.mysql = self.redis = self.kafka = self.s3 = None
         self.stack: subprocess.Popen | None = None
         self.stack_log = self.work / "stack.log"
         self.base_url = f"http://127.0.0.1:{self.ports['api']}"
@@ -83,7 +83,21 @@ class ChaosRun:
         return services.start_private_redis(self.ports["redis"], self.work / "redis")
 
     def start_kafka(self):
-        return services.start_tansu(self.ports["kafka"], self.work / "tansu.log")
+        if not self.settings.durable_broker:
+            return services.start_tansu(self.ports["kafka"], self.work / "tansu.log")
+        storage, storage_env = services.s3_storage(f"http://127.0.0.1:{self.ports['s3']}")
+        return services.start_tansu(self.ports["kafka"], self.work / "tansu.log", storage, storage_env)
+
+    def start_s3(self):
+        """moto's server as the durable broker's S3 (the stack's own AWS endpoint starts after the broker)."""
+        with open(self.work / "s3.log", "ab") as out:
+            process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                                        str(self.ports["s3"])], stdout=out, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+        if not services.wait_port("127.0.0.1", self.ports["s3"], 30, process):
+            process.kill()
+            raise RuntimeError(f"moto's server did not start; see {self.work / 's3.log'}")
+        return services.Started("s3", process)
 
     def restart_mysql(self):
         self.mysql.stop()
@@ -98,6 +112,7 @@ class ChaosRun:
         return self.redis
 
     def restart_kafka(self):
+        """SIGKILL (nothing flushed on the way out) and a start on the same storage."""
         os.kill(self.kafka.process.pid, signal.SIGKILL)
         self.kafka.process.wait(10)
         time.sleep(random.uniform(0.5, 2))
@@ -128,10 +143,12 @@ class ChaosRun:
 
     # -- the run ---------------------------------------------------------------------------------------
     def sql(self, query: str, *args) -> list[dict]:
-        from booking_core import config
-        from booking_core.adapters.mysql import connect
+        """A query on the run's database, on a fresh connection (sees every commit; survives a restart)."""
+        import pymysql
 
-        conn = connect(config.mysql_settings(), autocommit=True)
+        conn = pymysql.connect(host="127.0.0.1", port=self.ports["mysql"], user="root", password="",
+                               database="booking_chaos", autocommit=True, connect_timeout=5, read_timeout=30,
+                               cursorclass=pymysql.cursors.DictCursor)
         try:
             with conn.cursor() as cur:
                 cur.execute(query, args)
@@ -144,9 +161,10 @@ class ChaosRun:
 
     def start(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
+        if self.settings.durable_broker:
+            self.s3 = self.start_s3()
         self.mysql, self.redis, self.kafka = self.start_mysql(), self.start_redis(), self.start_kafka()
         env = self.env()
-        os.environ.update(env)  # this process's own queries and triggers go to the same stores
         with open(self.stack_log, "wb") as out:
             self.stack = subprocess.Popen([sys.executable, "-m", "infra.local.stack", "run"], cwd=ROOT, env=env,
                                           stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -213,6 +231,26 @@ class ChaosRun:
         except ValueError:
             return {"error": (result.stdout + result.stderr)[-500:]}
 
+    def topic_keys(self, topic: str = "booking-requests") -> set[str]:
+        """Every key on the topic now, read from the start of each partition by a client of no group."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(bootstrap_servers=[f"127.0.0.1:{self.ports['kafka']}"], enable_auto_commit=False,
+                                 bootstrap_timeout_ms=5000, request_timeout_ms=10000)
+        try:
+            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            consumer.assign(partitions)
+            consumer.seek_to_beginning(*partitions)
+            ends = consumer.end_offsets(partitions)
+            keys: set[str] = set()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and any(consumer.position(tp) < ends[tp] for tp in partitions):
+                for records in consumer.poll(timeout_ms=500, max_records=5000).values():
+                    keys.update(r.key.decode() for r in records if r.key)
+            return keys
+        finally:
+            consumer.close()
+
     def restarts(self) -> dict:
         counts: dict[str, int] = {}
         try:
@@ -231,7 +269,7 @@ class ChaosRun:
                 self.stack.wait(30)
             except subprocess.TimeoutExpired:
                 os.killpg(self.stack.pid, signal.SIGKILL)
-        for handle in (self.kafka, self.redis, self.mysql):
+        for handle in (self.kafka, self.redis, self.mysql, self.s3):
             if handle is not None:
                 try:
                     os.kill(handle.process.pid, signal.SIGCONT)
@@ -276,6 +314,7 @@ class ChaosRun:
             invariants.one_email_per_confirmed_booking(self.sql, self.outbox),
             invariants.no_hold_past_the_limit(self.sql, HOLD_LIMIT_S),
             invariants.read_model_equals_mysql(report_reconcile),
+            invariants.acknowledged_requests_on_the_broker(self.topic_keys(), load.requests),
         ]
         if not stack_alive:
             checks.append(invariants.Result("stack_alive", "the stack kept running (healed every death)",

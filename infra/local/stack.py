@@ -127,11 +127,16 @@ class Stack:
         from infra.topics import ensure_topics
 
         started = time.monotonic()
-        kafka = services.ensure_kafka()
+        durable = services.kafka_storage() == "s3" and not config.kafka_bootstrap_servers()
+        if durable:  # the broker keeps its records in the local AWS endpoint's S3, so that one starts first
+            self.start_aws_endpoint()
+        kafka = services.ensure_kafka(s3_endpoint=os.environ["AWS_ENDPOINT_URL"] if durable else None)
         if kafka:
             self.services.append(kafka)
             os.environ["KAFKA_BOOTSTRAP_SERVERS"] = kafka.details["bootstrap"]
-            self.lines.append(f"kafka   embedded Tansu on {kafka.details['bootstrap']} (pid {kafka.process.pid})")
+            where = f"durable: s3://{services.TANSU_BUCKET}/ on the local AWS endpoint" if durable else "in memory"
+            self.lines.append(f"kafka   embedded Tansu on {kafka.details['bootstrap']} ({where};"
+                              f" pid {kafka.process.pid})")
         else:
             self.lines.append(f"kafka   {config.kafka_bootstrap_servers()} (configured)")
         for ensure in (services.ensure_mysql, services.ensure_redis):
@@ -144,7 +149,8 @@ class Stack:
         applied = migrate()
         counts = load_demo_data()
         topics = ensure_topics()
-        self.start_aws_endpoint()
+        if not durable:
+            self.start_aws_endpoint()
         self.lines.append(f"mysql   {s.host}:{s.port}/{s.database} ({'private instance' if mysql_private else 'running'};"
                           f" {len(applied)} migrations applied; {counts['users']} users,"
                           f" {counts['listings']} listings)")

@@ -59,6 +59,7 @@ class ChargeResult:
     status: str  # succeeded | declined
     provider_ref: str
     decline_code: str | None = None
+    amount_cents: int | None = None  # what was taken, when the answer is the provider's record (find_charge)
 
     @property
     def succeeded(self) -> bool:

@@ -156,3 +156,41 @@ def test_confirm_confirms_only_a_booking_still_held_and_a_charge_it_cannot_keep_
     assert sql_rows("SELECT status FROM bookings WHERE booking_key=%s", key) == [{"status": "released"}]
     assert sql_rows("SELECT id FROM payments WHERE booking_key=%s", key) == []
     assert sql_rows("SELECT status FROM sandbox_refunds WHERE idempotency_key=%s", key) == [{"status": "succeeded"}]
+
+
+class DyingProvider:
+    """The real sandbox; payment_fn dies (the process is killed) right after the provider has charged."""
+
+    def __init__(self):
+        from booking_core.adapters.sandbox_payments import MySqlSandboxProvider
+
+        self.real = MySqlSandboxProvider(bootstrap.connections())
+        self.name = self.real.name
+
+    def charge(self, *args):
+        self.real.charge(*args)
+        raise SystemExit("killed between charge and confirm")
+
+
+def test_a_request_cancelled_while_its_payment_fn_lay_dead_after_charging_is_refunded_on_redelivery(mysql_db):
+    """Found by the chaos run: payment_fn charged, was killed before confirming, the user cancelled meanwhile; the
+    redelivered record met the stored cancellation and answered it, keeping the charge."""
+    from booking_core.adapters.sandbox_payments import MySqlSandboxProvider
+    from booking_core.domain.model import Decision
+
+    key = f"dead-after-charge-{uuid.uuid4().hex}"
+    request = RequestBooking(2, 35, *_stay(), 1, "tok_visa")
+    with pytest.raises(SystemExit):
+        _decide(key, request, DyingProvider())
+    bootstrap.connections().discard()  # the dead process's connection goes with it
+    assert sql_rows("SELECT status FROM sandbox_charges WHERE idempotency_key=%s", key) == [{"status": "succeeded"}]
+
+    # WHEN the user cancels (the hold is released, the decision stored) and the record is delivered again
+    _, cancelled = bootstrap.booking_repository().settle(key, Decision.rejected(key, "cancelled", "by the user"))
+    assert cancelled
+    decision = _decide(key, request, MySqlSandboxProvider(bootstrap.connections()))
+
+    # THEN the answer is the cancellation, and the charge it cannot keep is given back
+    assert (decision.status, decision.reason) == ("rejected", "cancelled")
+    assert sql_rows("SELECT id FROM payments WHERE booking_key=%s", key) == []
+    assert sql_rows("SELECT status FROM sandbox_refunds WHERE idempotency_key=%s", key) == [{"status": "succeeded"}]

@@ -74,9 +74,10 @@ class MySqlSandboxProvider:
 
     def find_charge(self, idempotency_key: str) -> ChargeResult | None:
         with self._connections.transaction() as cur:
-            cur.execute("SELECT status, provider_ref FROM sandbox_charges WHERE idempotency_key=%s", (idempotency_key,))
+            cur.execute("SELECT status, provider_ref, amount_cents FROM sandbox_charges WHERE idempotency_key=%s",
+                        (idempotency_key,))
             row = cur.fetchone()
-        return ChargeResult(row["status"], row["provider_ref"]) if row else None
+        return ChargeResult(row["status"], row["provider_ref"], amount_cents=row["amount_cents"]) if row else None
 
     def refund(self, idempotency_key: str, provider_ref: str, amount_cents: int) -> RefundResult:
         with self._connections.transaction() as cur:

@@ -170,7 +170,7 @@ class StripePaymentProvider:
         intents = list(getattr(found, "data", []) or [])
         succeeded = [i for i in intents if i.status == SUCCEEDED]
         if succeeded:
-            return ChargeResult(SUCCEEDED, succeeded[0].id)
+            return ChargeResult(SUCCEEDED, succeeded[0].id, amount_cents=getattr(succeeded[0], "amount", None))
         return ChargeResult(DECLINED, intents[0].id, "not_captured") if intents else None
 
     # ---- internals ---------------------------------------------------------------------------------------

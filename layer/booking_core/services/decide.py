@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 TRANSIENT_PAYMENT_FAILURE = "transient_payment_failure"
 PROCESSING_FAILED_DETAIL = "the booking could not be completed; nothing was charged"
+# Final decisions stored by someone other than the payment in flight: that payment may have charged before its
+# payment_fn died, and only its redelivered record can notice (found by the chaos run).
+DECIDED_ELSEWHERE = frozenset({model.CANCELLED, model.HOLD_EXPIRED, model.EXPIRED})
 
 
 def decide_booking(
@@ -40,6 +43,8 @@ def decide_booking(
     # hold() answers a redelivered request with its stored decision (read under the listing lock).
     held = repo.hold(booking_key, request)
     if isinstance(held, Decision):
+        if held.status == model.REJECTED and held.reason in DECIDED_ELSEWHERE:
+            _refund_kept_charge(booking_key, payments)
         return held
     hold: Hold = held
 
@@ -87,6 +92,21 @@ def _charge_on_record(booking_key: str, payments: PaymentProvider) -> ChargeResu
         return payments.find_charge(booking_key)
     except TransientPaymentError as exc:
         raise ProviderUnavailable(f"the provider's record of {booking_key} is out of reach: {exc}") from exc
+
+
+def _refund_kept_charge(booking_key: str, payments: PaymentProvider) -> None:
+    """A redelivered request finds it was decided elsewhere (cancelled, hold expired) while its payment_fn lay dead
+    after charging: the charge on the provider's record is given back (refunds are idempotent per key, so a
+    replay asks again and changes nothing)."""
+    taken = _charge_on_record(booking_key, payments)
+    if taken is None or not taken.succeeded or not taken.amount_cents:
+        return
+    try:
+        payments.refund(booking_key, taken.provider_ref, taken.amount_cents)
+    except TransientPaymentError as exc:
+        raise ProviderUnavailable(f"refund of {booking_key} not taken: {exc}") from exc
+    log.info("charge refunded: the request was decided elsewhere after it was charged",
+             extra={"booking_key": booking_key})
 
 
 def _refund(booking_key: str, charge: ChargeResult, hold: Hold, payments: PaymentProvider) -> None:
