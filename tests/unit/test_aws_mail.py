@@ -62,6 +62,21 @@ def test_ses_refuses_an_unverified_sender_with_an_error_the_caller_sees(ses):
     assert ses.sent_messages == []
 
 
+def test_an_email_sent_again_with_its_message_key_is_written_once_with_the_same_message_id(tmp_path):
+    """Found by the chaos run: a payment poller killed after writing the file but before recording the send left the
+    claim to go stale; the next sender wrote a second file for the same booking."""
+    import dataclasses
+
+    mail = dataclasses.replace(_confirmation(), message_key="outbox-17")
+    first = OutboxFolderMailer(SENDER, tmp_path).send(mail)
+    again = OutboxFolderMailer(SENDER, tmp_path).send(mail)
+
+    assert first == again == "<outbox-17@booking.local>"
+    assert len(list(tmp_path.glob("*.eml"))) == 1
+    other = OutboxFolderMailer(SENDER, tmp_path).send(dataclasses.replace(mail, message_key="outbox-18"))
+    assert other != first and len(list(tmp_path.glob("*.eml"))) == 2
+
+
 def test_the_outbox_folder_holds_one_eml_file_a_mail_program_can_open(tmp_path):
     message_id = OutboxFolderMailer(SENDER, tmp_path).send(_confirmation())
 

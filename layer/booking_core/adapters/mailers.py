@@ -10,6 +10,7 @@ import os
 import threading
 import uuid
 from email.message import EmailMessage
+from email.parser import BytesParser
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,10 @@ class SesMailer:
 
 
 class OutboxFolderMailer:
-    """Writes each email as an .eml file a person can open; the file name starts with the UTC time."""
+    """Writes each email as an .eml file a person can open; the file name starts with the UTC time.
+
+    An email with a message key is written once: sent again (its sender died before recording the first send, and
+    another took the stale claim), the file already there is the answer, with its Message-ID."""
 
     enabled = True
 
@@ -64,8 +68,12 @@ class OutboxFolderMailer:
         self.directory = Path(directory)
 
     def send(self, email: Email) -> str:
+        if email.message_key and self.directory.is_dir():
+            for sent in self.directory.glob(f"*-{email.message_key}.eml"):
+                return str(BytesParser().parsebytes(sent.read_bytes(), headersonly=True)["Message-ID"])
         message = EmailMessage()
-        message_id = make_msgid(domain="booking.local")
+        message_id = (f"<{email.message_key}@booking.local>" if email.message_key
+                      else make_msgid(domain="booking.local"))
         message["Message-ID"] = message_id
         message["Date"] = formatdate(usegmt=True)
         message["From"] = self.sender
@@ -74,7 +82,7 @@ class OutboxFolderMailer:
         message.set_content(email.body)
         if not self.directory.is_dir():
             self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S.%f}-{uuid.uuid4().hex[:8]}.eml"
+        name = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S.%f}-{email.message_key or uuid.uuid4().hex[:8]}.eml"
         partial = self.directory / (name + ".part")
         partial.write_bytes(message.as_bytes())
         partial.rename(self.directory / name)  # readers never see a half-written file

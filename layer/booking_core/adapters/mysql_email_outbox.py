@@ -70,7 +70,8 @@ class MySqlEmailOutbox:
             cur.execute("SELECT id, booking_id, booking_key, recipient, subject, body, attempts FROM email_outbox"
                         " WHERE claimed_by=%s AND status='sending' ORDER BY id", (token,))
             rows = cur.fetchall()
-        return [OutboxEmail(r["id"], r["booking_id"], r["booking_key"], Email(r["recipient"], r["subject"], r["body"]),
+        return [OutboxEmail(r["id"], r["booking_id"], r["booking_key"],
+                            Email(r["recipient"], r["subject"], r["body"], message_key=f"outbox-{r['id']}"),
                             r["attempts"], token) for r in rows]
 
     def save_outcomes(self, outcomes: list[SendOutcome], max_attempts: int) -> set[int]:

@@ -10,6 +10,9 @@ class Email:
     recipient: str
     subject: str
     body: str
+    # The same message sent again (a sender died between sending and recording it) carries the same key: a transport
+    # that can (the outbox folder) delivers it once. "" for none.
+    message_key: str = ""
 
 
 @dataclass(frozen=True)
