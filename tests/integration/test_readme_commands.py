@@ -27,6 +27,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # A line starting with one of these is not run here, for the reason given.
 SKIPPED = {
     "make test": "it is this test suite",
+    "make chaos": "a fault run of about 4 minutes on a stack of its own; tests/integration/test_chaos_run.py runs "
+                  "the same run for 35 s",
+    "CHAOS_DURABLE_BROKER=1 make chaos": "the same fault run with the durable broker (about 4 minutes); "
+                                         "tests/integration/test_durable_broker.py kills and restarts that broker",
     ".local/tools/sam/bin/sam deploy": "AWS only: deploys a stack to an AWS account",
     "make deploy-web": "AWS only: reads a deployed stack's outputs, writes its bucket and invalidates its "
                        "distribution; tests/integration/test_deploy_web.py runs the same make target against the "
