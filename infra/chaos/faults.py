@@ -102,9 +102,12 @@ class Injector:
     def _kill(self, prefix: str) -> dict:
         names = sorted(n for n in self._children() if n.startswith(prefix))
         name = self.rng.choice(names)
-        pid = self._children()[name]
-        os.kill(pid, signal.SIGKILL)
-        return {"process": name, "pid": pid}
+        for _ in range(100):  # the one picked may be dead already (killed a moment ago, not started again yet)
+            pid = self._children()[name]
+            if _sigkill(pid):
+                return {"process": name, "pid": pid}
+            time.sleep(0.1)
+        raise RuntimeError(f"{name} was not running again within 10 s")
 
     def kill_payment_poller(self) -> dict:
         return self._kill(KILLS["kill_payment_poller"])
@@ -116,10 +119,13 @@ class Injector:
         return self._kill(KILLS["kill_replication"])
 
     def kill_api_worker(self) -> dict:
-        workers = json.loads((self.targets.run_dir / "api-workers.json").read_text())["workers"]
-        pid = self.rng.choice(workers)
-        os.kill(pid, signal.SIGKILL)
-        return {"process": "api worker", "pid": pid}
+        for _ in range(100):
+            workers = json.loads((self.targets.run_dir / "api-workers.json").read_text())["workers"]
+            pid = self.rng.choice(workers)
+            if _sigkill(pid):
+                return {"process": "api worker", "pid": pid}
+            time.sleep(0.1)
+        raise RuntimeError("no API worker was running within 10 s")
 
     def kill_payment_mid_batch(self) -> dict:
         """SIGKILL every payment poller at a moment a batch is between charge and confirm: a booking still held
@@ -138,9 +144,10 @@ class Injector:
                 break
             time.sleep(0.005)
         pids = {n: p for n, p in self._children().items() if n.startswith(KILLS["kill_payment_poller"])}
-        for pid in pids.values():
-            os.kill(pid, signal.SIGKILL)
-        return {"processes": sorted(pids), "between_charge_and_confirm": caught}
+        killed = sorted(name for name, pid in pids.items() if _sigkill(pid))
+        if not killed:
+            raise RuntimeError("no payment poller was running")
+        return {"processes": killed, "between_charge_and_confirm": caught}
 
     # -- services ---------------------------------------------------------------------------------
     def broker_stall(self) -> dict:
@@ -198,6 +205,14 @@ class Injector:
                 if attempt == tries - 1:
                     raise
                 time.sleep(0.5)
+
+
+def _sigkill(pid: int) -> bool:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        return True
+    except ProcessLookupError:
+        return False
 
 
 def restore_outbox(outbox: Path) -> None:
