@@ -5,7 +5,19 @@ import copy
 import datetime as dt
 from contextlib import contextmanager
 
-from booking_core.domain.read_model import FIELDS, HASH, LOADED_MARKER, OCCUPYING_STATUSES, ZSET, row_key
+from booking_core.domain.queries import encode_cursor, parse_listing_search
+from booking_core.domain.read_model import (
+    FIELDS,
+    HASH,
+    LOADED_MARKER,
+    OCCUPYING_STATUSES,
+    ZSET,
+    decode_row,
+    is_row_key,
+    nights_between,
+    nights_key,
+    row_key,
+)
 from booking_core.ports import Change
 
 TS = dt.datetime(2026, 11, 25, 9, 0, 0)
@@ -113,3 +125,26 @@ class FakeReadModel:
 
     def mark_loaded(self):
         self.keys[LOADED_MARKER] = ("string", {"": "1"})
+
+    # -- the read side, by brute force: the reference the contract tests hold RedisReadViews to
+    def search_listings(self, params=None) -> dict:
+        """GET /v1/listings over every listing hash, no index and no work cap: the answer the indexes must give."""
+        search = parse_listing_search(params)
+        nights = [n.isoformat() for n in nights_between(*search.stay)] if search.stay else []
+        matches = []
+        for key, (kind, stored) in self.keys.items():
+            if kind != HASH or not is_row_key(key) or not key.startswith("listing:") or stored.get("active") != "1":
+                continue
+            row = decode_row("listings", stored)
+            booked = self.keys.get(nights_key(row["id"]), (HASH, {}))[1]
+            if ((search.city is None or row["city"].strip().casefold() == search.city.strip().casefold())
+                    and (search.guests is None or row["max_guests"] >= search.guests)
+                    and (search.max_price_cents is None or row["nightly_price_cents"] <= search.max_price_cents)
+                    and (search.after is None or (row["nightly_price_cents"], row["id"]) > search.after)
+                    and not any(night in booked for night in nights)):
+                matches.append(row)
+        matches.sort(key=lambda r: (r["nightly_price_cents"], r["id"]))
+        page = matches[:search.limit]
+        more = len(matches) > search.limit
+        return {"items": page,
+                "next_cursor": encode_cursor(page[-1]["nightly_price_cents"], page[-1]["id"]) if more else None}

@@ -270,8 +270,9 @@ def test_a_damaged_stored_hash_does_not_block_replication_and_reconcile_cleans_u
     assert rm.listing_member(7) in redis.keys["listings:city:porto"][1]
     assert "listing:7:nights" not in redis.keys  # freed already: the new row's own span covers them
     report = replication.reconcile(db, redis)
-    assert report["members"]["orphan"] == 1  # the Lisbon member the damaged hash could not name
+    assert report["members"]["orphan"] == 2  # the Lisbon members (city, city+capacity) the damaged hash could not name
     assert "listings:city:lisbon" not in redis.keys and "listing:7:nights" not in redis.keys
+    assert "listings:city_guests:4:lisbon" not in redis.keys
 
 
 def test_each_applied_batch_reports_its_oldest_changes_age_plus_the_time_to_write_redis(db, redis):
