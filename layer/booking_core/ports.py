@@ -298,7 +298,8 @@ class ChangeLog(Protocol):
 
     def rows(self, entity: str, ids: Iterable[int]) -> dict[int, dict]: ...
 
-    def occupying_bookings(self, listing_id: int, start: dt.date, end: dt.date) -> list[tuple[int, dt.date, dt.date]]:
+    def occupying_bookings(self, listing_ids: Iterable[int], start: dt.date,
+                           end: dt.date) -> dict[int, list[tuple[int, dt.date, dt.date]]]:
         ...
 
     def snapshot(self) -> AbstractContextManager[ChangeLog]:

@@ -68,10 +68,11 @@ class FakeChangeLog:
     def rows(self, entity, ids):
         return {i: dict(self.tables[entity][i]) for i in ids if i in self.tables[entity]}
 
-    def occupying_bookings(self, listing_id, start, end):
-        return [(b["id"], b["check_in"], b["check_out"]) for b in self.tables["bookings"].values()
-                if b["listing_id"] == listing_id and b["status"] in OCCUPYING_STATUSES
-                and b["check_in"] < end and b["check_out"] > start]
+    def occupying_bookings(self, listing_ids, start, end):
+        return {listing_id: [(b["id"], b["check_in"], b["check_out"]) for b in self.tables["bookings"].values()
+                             if b["listing_id"] == listing_id and b["status"] in OCCUPYING_STATUSES
+                             and b["check_in"] < end and b["check_out"] > start]
+                for listing_id in set(listing_ids)}
 
     @contextmanager
     def snapshot(self):

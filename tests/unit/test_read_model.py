@@ -161,3 +161,14 @@ def test_a_path_id_must_be_a_positive_integer():
         with pytest.raises(ValidationError) as caught:
             queries.positive_id(bad, "listing_id")
         assert "listing_id" in caught.value.errors
+
+
+def test_writes_to_one_key_merge_into_one_command_without_reordering_that_keys_writes():
+    from booking_core.adapters.redis_read_model import coalesce
+
+    ops = [("zadd", "a", "1", 1.0), ("delete", "h"), ("zadd", "b", "1", 1.0), ("zadd", "a", "2", 2.0),
+           ("hset", "h", {"x": "1"}), ("zrem", "a", "1"), ("zadd", "a", "1", 3.0), ("hset", "h", {"y": "2"}),
+           ("hdel", "n", ["d1"]), ("hdel", "n", ["d2"])]
+    assert coalesce(ops) == [("zadd", "a", {"1": 1.0, "2": 2.0}), ("delete", "h", None), ("zadd", "b", {"1": 1.0}),
+                             ("hset", "h", {"x": "1", "y": "2"}), ("zrem", "a", ["1"]), ("zadd", "a", {"1": 3.0}),
+                             ("hdel", "n", ["d1", "d2"])]

@@ -106,15 +106,23 @@ class MySqlChangeLog:
             cur.execute(f"SELECT {columns} FROM {entity} WHERE id IN %s", (wanted,))
             return {row["id"]: row for row in cur.fetchall()}
 
-    def occupying_bookings(self, listing_id: int, start: dt.date, end: dt.date) -> list[tuple[int, dt.date, dt.date]]:
-        """(id, check_in, check_out) of the held/confirmed bookings of a listing overlapping [start, end)."""
+    def occupying_bookings(self, listing_ids: Iterable[int], start: dt.date,
+                           end: dt.date) -> dict[int, list[tuple[int, dt.date, dt.date]]]:
+        """listing id -> (id, check_in, check_out) of its held/confirmed bookings overlapping [start, end), for
+        many listings in one query (a batch of changes asks once, not once per listing)."""
+        wanted = sorted(set(listing_ids))
+        found: dict[int, list[tuple[int, dt.date, dt.date]]] = {listing_id: [] for listing_id in wanted}
+        if not wanted:
+            return found
         with self._cursor(commit=False) as cur:
             cur.execute(
-                "SELECT id, check_in, check_out FROM bookings WHERE listing_id=%s AND status IN %s"
+                "SELECT listing_id, id, check_in, check_out FROM bookings WHERE listing_id IN %s AND status IN %s"
                 " AND check_in < %s AND check_out > %s",
-                (listing_id, OCCUPYING_STATUSES, end, start),
+                (wanted, OCCUPYING_STATUSES, end, start),
             )
-            return [(r["id"], r["check_in"], r["check_out"]) for r in cur.fetchall()]
+            for r in cur.fetchall():
+                found[r["listing_id"]].append((r["id"], r["check_in"], r["check_out"]))
+        return found
 
     @contextmanager
     def snapshot(self) -> Iterator[MySqlChangeLog]:

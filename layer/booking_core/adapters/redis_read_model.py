@@ -1,10 +1,45 @@
 """The Redis side of replication: reads stored row hashes and applies plans under the key prefix."""
 from __future__ import annotations
 
+from typing import Any
+
 from booking_core.adapters.redis_client import PrefixedRedis
 from booking_core.domain.read_model import HASH, LOADED_MARKER, ZSET, Plan, is_model_key, row_key
 
 SCAN_BATCH = 1000
+
+
+_MERGEABLE = ("hset", "hdel", "zadd", "zrem")
+
+
+def coalesce(ops: list[tuple]) -> list[tuple[str, str, Any]]:
+    """The plan's ops as (name, key, argument), where an op follows the last op on the same key and is of the
+    same kind, merged into it: one ZADD of 500 members to the price index instead of 500 commands (replication's
+    batches are mostly such runs). Merging is safe because nothing in between touched that key, and ops on
+    other keys commute."""
+    out: list[tuple[str, str, Any]] = []
+    last_on: dict[str, int] = {}
+    for op in ops:
+        name, key = op[0], op[1]
+        if name not in ("delete", *_MERGEABLE):
+            raise ValueError(f"unknown plan op {name!r}")
+        at = last_on.get(key)
+        if at is not None and out[at][0] == name and name in _MERGEABLE:
+            merged = out[at][2]
+            if name == "zadd":
+                merged[op[2]] = op[3]
+            elif name == "zrem":
+                merged.append(op[2])
+            elif name == "hset":
+                merged.update(op[2])
+            else:
+                merged.extend(op[2])
+            continue
+        arg: Any = ({op[2]: op[3]} if name == "zadd" else [op[2]] if name == "zrem"
+                       else dict(op[2]) if name == "hset" else list(op[2]) if name == "hdel" else None)
+        out.append((name, key, arg))
+        last_on[key] = len(out) - 1
+    return out
 
 
 class RedisReadModel(PrefixedRedis):
@@ -20,25 +55,23 @@ class RedisReadModel(PrefixedRedis):
         return {key: (found or None) for key, found in zip(keys, pipe.execute(), strict=True)}
 
     def execute(self, plan: Plan) -> None:
-        """Apply every write of the plan, prefixed, in one MULTI/EXEC."""
+        """Apply every write of the plan, prefixed, in one MULTI/EXEC (writes to one key merged: see coalesce)."""
         if not plan.ops:
             return
         p = self.prefix
         pipe = self.redis.pipeline(transaction=True)
-        for op in plan.ops:
-            name, key = op[0], p + op[1]
+        for name, key, arg in coalesce(plan.ops):
+            key = p + key
             if name == "delete":
                 pipe.delete(key)
             elif name == "hset":
-                pipe.hset(key, mapping=op[2])
+                pipe.hset(key, mapping=arg)
             elif name == "hdel":
-                pipe.hdel(key, *op[2])
+                pipe.hdel(key, *arg)
             elif name == "zadd":
-                pipe.zadd(key, {op[2]: op[3]})
+                pipe.zadd(key, arg)
             elif name == "zrem":
-                pipe.zrem(key, op[2])
-            else:
-                raise ValueError(f"unknown plan op {name!r}")
+                pipe.zrem(key, *arg)
         pipe.execute()
 
     def model_keys(self) -> list[str]:

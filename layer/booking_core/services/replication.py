@@ -71,9 +71,14 @@ def plan_changes(changes: list[Change], change_log: ChangeLog, read_model: ReadM
             for span in (booking_span(before), booking_span(after)):
                 if span is not None:
                     spans.setdefault(span[0], []).append(span[1:])
-    for listing_id in sorted(spans):
-        for start, end in _merge_spans(spans[listing_id]):
-            plan_nights(plan, listing_id, start, end, change_log.occupying_bookings(listing_id, start, end))
+    if spans:
+        # One query for every listing of the batch over the batch's whole date range; each span then takes
+        # only its own nights (plan_nights clips), so the wider window changes nothing but the round trips.
+        occupying = change_log.occupying_bookings(spans, min(s for v in spans.values() for s, _ in v),
+                                                  max(e for v in spans.values() for _, e in v))
+        for listing_id in sorted(spans):
+            for start, end in _merge_spans(spans[listing_id]):
+                plan_nights(plan, listing_id, start, end, occupying[listing_id])
     return plan
 
 
