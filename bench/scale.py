@@ -12,7 +12,8 @@ It starts its own local stack (API_PORT 8790, KAFKA_PORT 9790, database `booking
  3. runs `python -m replication_fn.reconcile` in a child process: its time and peak RSS (nothing to repair).
 Writes bench/results/scale-latest.json and scale-latest.md; prints the table. The database and the Redis keys
 are dropped at the end (BENCH_SCALE_KEEP=1 keeps them for a re-run, which then only tops up).
-BENCH_SCALE_SHAPES=name,name runs only those shapes (the names are in SHAPES).
+BENCH_SCALE_SHAPES=name,name runs only those shapes (the names are in SHAPES); BENCH_SCALE_RECONCILE=0 skips
+the reconcile step.
 """
 from __future__ import annotations
 
@@ -248,7 +249,8 @@ def main() -> int:
             log(f"{size}: replication {replication}")
             entry = {"listings": size, "replication": replication, "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
             entry["search"] = searches(port, seconds, binary, only)
-            entry["reconcile"] = reconcile_rss(env)
+            entry["reconcile"] = (reconcile_rss(env) if os.environ.get("BENCH_SCALE_RECONCILE", "1") == "1"
+                                  else {"seconds": None, "peak_rss_mb": None})
             log(f"{size}: reconcile {entry['reconcile']}")
             results["sizes"].append(entry)
             RESULTS.mkdir(parents=True, exist_ok=True)
