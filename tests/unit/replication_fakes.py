@@ -13,6 +13,7 @@ from booking_core.domain.read_model import (
     OCCUPYING_STATUSES,
     ZSET,
     decode_row,
+    is_model_key,
     is_row_key,
     nights_between,
     nights_key,
@@ -78,12 +79,8 @@ class FakeChangeLog:
     def snapshot(self):
         yield self
 
-    def all_rows(self, entity):
-        return [dict(r) for _, r in sorted(self.tables[entity].items())]
-
-    def all_occupying_bookings(self):
-        return [(b["listing_id"], b["id"], b["check_in"], b["check_out"])
-                for _, b in sorted(self.tables["bookings"].items()) if b["status"] in OCCUPYING_STATUSES]
+    def rows_after(self, entity, after_id, limit):
+        return [dict(r) for i, r in sorted(self.tables[entity].items()) if i > after_id][:limit]
 
 
 class FakeReadModel:
@@ -120,6 +117,34 @@ class FakeReadModel:
 
     def snapshot(self):
         return copy.deepcopy({k: v for k, v in self.keys.items() if k != LOADED_MARKER})
+
+    # -- reconcile's chunked reads; `count` is honoured so tests can make every chunk small
+    def scan_model_keys(self, count=1000):
+        keys = [k for k in self.keys if is_model_key(k)]
+        for start in range(0, len(keys), count):
+            yield keys[start:start + count]
+
+    def types(self, keys):
+        return {k: self.keys[k][0] if k in self.keys else "none" for k in keys}
+
+    def hashes(self, keys):
+        return {k: (self.keys[k][0], dict(self.keys[k][1]) if self.keys[k][0] == HASH else {})
+                for k in keys if k in self.keys}
+
+    def scores(self, pairs):
+        found = {}
+        for key, member in pairs:
+            kind, value = self.keys.get(key, (None, {}))
+            found[(key, member)] = value.get(member) if kind == ZSET else None
+        return found
+
+    def members(self, key, count=1000):
+        items = list(self.keys.get(key, (ZSET, {}))[1].items())
+        for start in range(0, len(items), count):
+            yield dict(items[start:start + count])
+
+    def size(self, key, kind):
+        return len(self.keys[key][1]) if key in self.keys else 0
 
     def is_loaded(self):
         return LOADED_MARKER in self.keys

@@ -134,16 +134,11 @@ class MySqlChangeLog:
                 cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             yield self
 
-    def all_rows(self, entity: str) -> list[dict]:
-        """Every row of `entity`, with the columns the read model keeps (use inside `snapshot()`)."""
+    def rows_after(self, entity: str, after_id: int, limit: int) -> list[dict]:
+        """The next `limit` rows of `entity` by id after `after_id`, with the read model's columns (inside
+        `snapshot()`: every chunk sees the same moment). Keyset paging on the primary key: each chunk is a range
+        read, never an OFFSET that rescans what came before."""
         columns = ", ".join(FIELDS[entity])
         with self._cursor(commit=False) as cur:
-            cur.execute(f"SELECT {columns} FROM {entity} ORDER BY id")
+            cur.execute(f"SELECT {columns} FROM {entity} WHERE id > %s ORDER BY id LIMIT %s", (after_id, limit))
             return list(cur.fetchall())
-
-    def all_occupying_bookings(self) -> list[tuple[int, int, dt.date, dt.date]]:
-        """(listing_id, id, check_in, check_out) of every held/confirmed booking."""
-        with self._cursor(commit=False) as cur:
-            cur.execute("SELECT listing_id, id, check_in, check_out FROM bookings WHERE status IN %s ORDER BY id",
-                        (OCCUPYING_STATUSES,))
-            return [(r["listing_id"], r["id"], r["check_in"], r["check_out"]) for r in cur.fetchall()]

@@ -1,6 +1,7 @@
 """The Redis side of replication: reads stored row hashes and applies plans under the key prefix."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from booking_core.adapters.redis_client import PrefixedRedis
@@ -112,6 +113,65 @@ class RedisReadModel(PrefixedRedis):
                     value = {}
                 found[key] = (kind, value)
         return found
+
+    # -- reconcile, a chunk at a time (bounded memory whatever the catalogue) ---------------------------------
+    def scan_model_keys(self, count: int = SCAN_BATCH) -> Iterator[list[str]]:
+        """The read model's keys (relative) in chunks as SCAN finds them; never the decision store's."""
+        p = self.prefix
+        chunk: list[str] = []
+        for key in self.redis.scan_iter(match=p + "*", count=count):
+            relative = key[len(p):]
+            if is_model_key(relative):
+                chunk.append(relative)
+                if len(chunk) >= count:
+                    yield chunk
+                    chunk = []
+        if chunk:
+            yield chunk
+
+    def types(self, keys: list[str]) -> dict[str, str]:
+        """Each key's Redis type ("none" where it does not exist)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.type(self.prefix + key)
+        return dict(zip(keys, pipe.execute(), strict=True))
+
+    def hashes(self, keys: list[str]) -> dict[str, tuple[str, dict]]:
+        """(type, fields) of each existing key: the fields where it is a hash, {} where it is of another type."""
+        types = self.types(keys)
+        pipe = self.redis.pipeline(transaction=False)
+        wanted = [key for key in keys if types[key] == HASH]
+        for key in wanted:
+            pipe.hgetall(self.prefix + key)
+        found: dict[str, tuple[str, dict]] = {key: (kind, {}) for key, kind in types.items() if kind != "none"}
+        found.update({key: (HASH, value) for key, value in zip(wanted, pipe.execute() if wanted else [],
+                                                                 strict=True)})
+        return found
+
+    def scores(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], float | None]:
+        """The score of each (sorted set, member), None where it is not a member (or the key is no sorted set)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key, member in pairs:
+            pipe.zscore(self.prefix + key, member)
+        replies = pipe.execute(raise_on_error=False) if pairs else []
+        return {pair: (None if isinstance(reply, Exception) else reply)
+                for pair, reply in zip(pairs, replies, strict=True)}
+
+    def members(self, key: str, count: int = SCAN_BATCH) -> Iterator[dict[str, float]]:
+        """A sorted set's members and scores in chunks (ZSCAN), so the price index is never held whole."""
+        chunk: dict[str, float] = {}
+        for member, score in self.redis.zscan_iter(self.prefix + key, count=count):
+            chunk[member] = score
+            if len(chunk) >= count:
+                yield chunk
+                chunk = {}
+        if chunk:
+            yield chunk
+
+    def size(self, key: str, kind: str) -> int:
+        """How many members or fields a key of this type holds (1 for other types)."""
+        command = {HASH: "HLEN", ZSET: "ZCARD", "set": "SCARD", "list": "LLEN"}.get(kind)
+        return int(self.redis.execute_command(command, self.prefix + key)) if command else 1
 
     def is_loaded(self) -> bool:
         """Whether a full load has run since this Redis last lost its data."""

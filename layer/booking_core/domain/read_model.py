@@ -317,6 +317,12 @@ class RepairReport:
             "repaired": self.total,
         }
 
+    def add(self, other: RepairReport) -> None:
+        """Count another chunk's findings in this report."""
+        for name in ("rows_missing", "rows_stale", "rows_orphan", "members_missing", "members_stale",
+                     "members_orphan"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
     @property
     def total(self) -> int:
         return (self.rows_missing + self.rows_stale + self.rows_orphan + self.members_missing
