@@ -172,3 +172,15 @@ def test_writes_to_one_key_merge_into_one_command_without_reordering_that_keys_w
     assert coalesce(ops) == [("zadd", "a", {"1": 1.0, "2": 2.0}), ("delete", "h", None), ("zadd", "b", {"1": 1.0}),
                              ("hset", "h", {"x": "1", "y": "2"}), ("zrem", "a", ["1"]), ("zadd", "a", {"1": 3.0}),
                              ("hdel", "n", ["d1", "d2"])]
+
+
+def test_a_row_is_rewritten_with_one_hset_unless_a_field_went_null():
+    payment = {"id": 1, "booking_id": 2, "booking_key": "k", "user_id": 3, "amount_cents": 10, "currency": "EUR",
+               "provider": "sandbox", "provider_ref": "ch_1", "status": "captured"}
+    old, new = rm.encode_row("payments", payment), rm.encode_row("payments", payment | {"status": "refunded"})
+    plan = rm.Plan()
+    rm.plan_row(plan, "payments", 1, old, new)
+    assert [op[0] for op in plan.ops if op[1] == "payment:1"] == ["hset"]
+    plan = rm.Plan()
+    rm.plan_row(plan, "payments", 1, old, rm.encode_row("payments", payment | {"provider_ref": None}))
+    assert [op[0] for op in plan.ops if op[1] == "payment:1"] == ["delete", "hset"]  # provider_ref must go

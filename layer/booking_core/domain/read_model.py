@@ -261,8 +261,10 @@ def plan_row(plan: Plan, entity: str, entity_id: int, old: dict[str, str] | None
     key = row_key(entity, entity_id)
     if new is None:
         plan.delete(key)
+    elif old is not None and old.keys() - new.keys():
+        plan.replace_hash(key, new)  # a field went NULL: only a rewrite drops it
     elif new != old:
-        plan.replace_hash(key, new)
+        plan.hset(key, new)  # HSET overwrites every field the row has; no DELETE needed (half the commands)
     wanted = memberships(entity, new)
     for zset_key, member in memberships(entity, old).keys() - wanted.keys():
         plan.zrem(zset_key, member)
