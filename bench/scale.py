@@ -108,6 +108,22 @@ def change_rows(conn) -> int:
         return cur.fetchone()["n"]
 
 
+def replicator_cpu_s() -> float | None:
+    """CPU seconds (user + system) the bench stack's replication process has used, from /proc; None if not found."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"ReplicationFunction" not in cmdline or Path(os.readlink(proc / "cwd")) != ROOT:
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return None
+
+
 def load(size: int, env: dict[str, str]) -> dict:
     """Top up under the replication lock, then time the stack's loop draining the change log."""
     from booking_core.adapters.mysql import connect
@@ -130,17 +146,21 @@ def load(size: int, env: dict[str, str]) -> dict:
         with conn.cursor() as cur:
             cur.execute("SELECT RELEASE_LOCK(%s)", (lock_name,))
         conn.commit()
-        released = time.monotonic()
+        released, cpu_before = time.monotonic(), replicator_cpu_s()
         while change_rows(conn) > 0:
             conn.commit()  # a fresh snapshot for the next count
             if time.monotonic() - released > DRAIN_TIMEOUT_S:
                 raise RuntimeError("replication did not drain the change log")
             time.sleep(0.05)
         drained_s = time.monotonic() - released
+        cpu_after = replicator_cpu_s()
     finally:
         conn.close()
+    cpu_s = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
     return {"rows": pending, "seconds": round(drained_s, 2),
             "rows_per_s": round(pending / drained_s) if pending and drained_s else None,
+            "replicator_cpu_s": round(cpu_s, 2) if cpu_s is not None else None,
+            "rows_per_cpu_s": round(pending / cpu_s) if pending and cpu_s else None,
             "sql_insert_s": round(inserted_s, 1)}
 
 
@@ -169,6 +189,28 @@ def first_cursor(port: int) -> str | None:
         return json.loads(reply.read())["next_cursor"]
 
 
+DIRECT_CALLS = 200
+
+
+def direct(query: str) -> dict:
+    """The view called in-process (no HTTP): p50/p99 ms of one search, i.e. the script in Redis plus one round
+    trip and decoding; the figure that shows the search's own cost apart from the API process's."""
+    from urllib.parse import parse_qsl
+
+    from booking_core.adapters.redis_views import RedisReadViews
+
+    views, params = RedisReadViews(), dict(parse_qsl(query))
+    views.search_listings(params)  # registers the script
+    took = []
+    for _ in range(DIRECT_CALLS):
+        started = time.perf_counter()
+        page = views.search_listings(params)
+        took.append((time.perf_counter() - started) * 1000)
+    took.sort()
+    return {"p50_ms": round(took[len(took) // 2], 3), "p99_ms": round(took[int(len(took) * 0.99) - 1], 3),
+            "items": len(page["items"]), "next_cursor": page["next_cursor"] is not None}
+
+
 def searches(port: int, seconds: float, wrk_binary: str | None, only: set[str] | None) -> list[dict]:
     from bench import wrk
 
@@ -176,11 +218,11 @@ def searches(port: int, seconds: float, wrk_binary: str | None, only: set[str] |
     cursor = first_cursor(port)
     shapes["cursor page"] = f"{SHAPES['city+dates+guests2']}&cursor={cursor}" if cursor else "city=Scale3"
     results = []
-    for name, query in shapes.items():
+    for name, query in [("floor: GET one listing", None), *shapes.items()]:
         if only and name not in only:
             continue
-        path = "/v1/listings" + (f"?{query}" if query else "")
-        row: dict = {"shape": name, "path": path}
+        path = "/v1/listings/1" if query is None else "/v1/listings" + (f"?{query}" if query else "")
+        row: dict = {"shape": name, "path": path, "direct": direct(query) if query is not None else None}
         for connections in (4, 32):
             if wrk_binary is None:
                 row[f"c{connections}"] = None
@@ -188,7 +230,7 @@ def searches(port: int, seconds: float, wrk_binary: str | None, only: set[str] |
             got = wrk.run(wrk_binary, "127.0.0.1", port, [(path, {})], connections, seconds)
             row[f"c{connections}"] = {k: got[k] for k in ("p50_ms", "p99_ms", "per_s", "requests", "errors")}
             log(f"  {name:28} c={connections:<2} p50 {got['p50_ms']} ms p99 {got['p99_ms']} ms {got['per_s']}/s"
-                f" errors {got['errors']}")
+                f" errors {got['errors']}; in-process {row['direct']}")
         results.append(row)
     return results
 
@@ -212,18 +254,21 @@ def cleanup(env: dict[str, str]) -> None:
 
 
 def table(results: dict) -> str:
-    lines = ["| listings | shape | p50 ms c4 | p99 ms c4 | req/s c4 | p50 ms c32 | p99 ms c32 | req/s c32 |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| listings | shape | HTTP p50 ms c4 | p99 c4 | req/s c4 | p50 ms c32 | p99 c32 | req/s c32 | errors |"
+             " in-process p50 ms | p99 | items | cursor |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for size in results["sizes"]:
         for row in size["search"]:
-            c4, c32 = row.get("c4") or {}, row.get("c32") or {}
+            c4, c32, d = row.get("c4") or {}, row.get("c32") or {}, row.get("direct") or {}
             lines.append(f"| {size['listings']:,} | {row['shape']} | {c4.get('p50_ms')} | {c4.get('p99_ms')} |"
-                         f" {c4.get('per_s')} | {c32.get('p50_ms')} | {c32.get('p99_ms')} | {c32.get('per_s')} |")
-    lines += ["", "| listings | replication rows | rows/s | reconcile s | reconcile peak RSS MB |", "|---|---|---|---|---|"]
+                         f" {c4.get('per_s')} | {c32.get('p50_ms')} | {c32.get('p99_ms')} | {c32.get('per_s')} |"
+                         f" {(c4.get('errors') or 0) + (c32.get('errors') or 0)} | {d.get('p50_ms', '')} |"
+                         f" {d.get('p99_ms', '')} | {d.get('items', '')} | {d.get('next_cursor', '')} |")
+    lines += ["", "| listings | replication rows | rows/s (wall) | replicator CPU s | rows per CPU s | reconcile s |"
+              " reconcile peak RSS MB | load |", "|---|---|---|---|---|---|---|---|"]
     for size in results["sizes"]:
         rep, rec = size["replication"], size["reconcile"]
-        lines.append(f"| {size['listings']:,} | {rep['rows']:,} | {rep['rows_per_s']} | {rec['seconds']} |"
-                     f" {rec['peak_rss_mb']} |")
+        lines.append(f"| {size['listings']:,} | {rep['rows']:,} | {rep['rows_per_s']} | {rep.get('replicator_cpu_s')} |"
+                     f" {rep.get('rows_per_cpu_s')} | {rec['seconds']} | {rec['peak_rss_mb']} | {size['load']} |")
     return "\n".join(lines)
 
 
