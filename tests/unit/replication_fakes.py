@@ -66,7 +66,7 @@ class FakeChangeLog:
         yield claimed
         self.log = [c for c in self.log if c not in claimed]
 
-    def rows(self, entity, ids):
+    def rows(self, entity, ids, columns=None):
         return {i: dict(self.tables[entity][i]) for i in ids if i in self.tables[entity]}
 
     def occupying_bookings(self, listing_ids, start, end):
@@ -78,6 +78,9 @@ class FakeChangeLog:
     @contextmanager
     def snapshot(self):
         yield self
+
+    def existing_ids(self, entity, ids):
+        return {i for i in ids if i in self.tables[entity]}
 
     def rows_after(self, entity, after_id, limit):
         return [dict(r) for i, r in sorted(self.tables[entity].items()) if i > after_id][:limit]

@@ -305,6 +305,8 @@ def drifted_catalogue(db, redis):
     redis.keys["listings:city:porto"][1][rm.listing_member(8)] = 1.0  # a stale score
     redis.keys["listings:city_guests:2:faro"] = (rm.HASH, {"x": "1"})  # an index of the wrong type
     redis.keys["user:1:bookings"][1]["not-an-id"] = 1.0  # a member that names nothing
+    redis.keys["booking:14"] = (rm.ZSET, {"x": 1.0})  # a row key of the wrong type
+    redis.keys["listing:15:nights"] = (rm.ZSET, {"2030-01-01": 1.0})  # nights of the wrong type
 
 
 def test_reconcile_in_chunks_of_one_finds_and_repairs_exactly_what_one_big_chunk_does(db, redis):
@@ -313,10 +315,11 @@ def test_reconcile_in_chunks_of_one_finds_and_repairs_exactly_what_one_big_chunk
     small = replication.reconcile(db, redis, chunk=1)
     big = replication.reconcile(db, other, chunk=10_000)
     assert {k: small[k] for k in ("rows", "members")} == {k: big[k] for k in ("rows", "members")}
-    assert small["rows"] == {"missing": 1, "stale": 1, "orphan": 1}
-    # members: 2 orphans (guests:3, the stray user member) + 2 nights; 1 stale score + the wrong-typed index
-    # (1 field); missing: by_price 13 and what the wrong-typed index held (listing 9, faro, 2 guests)
-    assert small["members"] == {"missing": 2, "stale": 2, "orphan": 4}
+    assert small["rows"] == {"missing": 1, "stale": 2, "orphan": 1}
+    # members: 2 orphans (guests:3, the stray user member) + 2 nights; stale: 1 score + the wrong-typed index and
+    # nights (1 each); missing: by_price 13, what the wrong-typed index held (listing 9, faro, 2 guests) and the
+    # three nights of listing 15
+    assert small["members"] == {"missing": 5, "stale": 3, "orphan": 4}
     assert redis.snapshot() == other.snapshot()
     assert replication.reconcile(db, redis, chunk=1)["repaired"] == 0
 

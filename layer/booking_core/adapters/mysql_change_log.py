@@ -96,15 +96,25 @@ class MySqlChangeLog:
                 cur.execute("DELETE FROM change_log WHERE id IN %s", ([c.id for c in changes],))
 
     # -- current rows ------------------------------------------------------------------------------------
-    def rows(self, entity: str, ids: Iterable[int]) -> dict[int, dict]:
-        """The current rows of `entity` with these primary keys (missing ones are deleted rows)."""
+    def rows(self, entity: str, ids: Iterable[int], columns: tuple[str, ...] | None = None) -> dict[int, dict]:
+        """The current rows of `entity` with these primary keys (missing ones are deleted rows); only `columns`
+        (which must include id) when given, else every column the read model keeps."""
         wanted = sorted(set(ids))
         if not wanted:
             return {}
-        columns = ", ".join(FIELDS[entity])
+        columns_sql = ", ".join(c for c in (columns or tuple(FIELDS[entity])) if c in FIELDS[entity])
         with self._cursor(commit=False) as cur:
-            cur.execute(f"SELECT {columns} FROM {entity} WHERE id IN %s", (wanted,))
+            cur.execute(f"SELECT {columns_sql} FROM {entity} WHERE id IN %s", (wanted,))
             return {row["id"]: row for row in cur.fetchall()}
+
+    def existing_ids(self, entity: str, ids: Iterable[int]) -> set[int]:
+        """Which of these ids `entity` has: reconcile's orphan check, from the primary key alone (no row to parse)."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return set()
+        with self._cursor(commit=False) as cur:
+            cur.execute(f"SELECT id FROM {entity} WHERE id IN %s", (wanted,))
+            return {row["id"] for row in cur.fetchall()}
 
     def occupying_bookings(self, listing_ids: Iterable[int], start: dt.date,
                            end: dt.date) -> dict[int, list[tuple[int, dt.date, dt.date]]]:

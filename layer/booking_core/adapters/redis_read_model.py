@@ -137,25 +137,35 @@ class RedisReadModel(PrefixedRedis):
         return dict(zip(keys, pipe.execute(), strict=True))
 
     def hashes(self, keys: list[str]) -> dict[str, tuple[str, dict]]:
-        """(type, fields) of each existing key: the fields where it is a hash, {} where it is of another type."""
-        types = self.types(keys)
+        """(type, fields) of each existing key: the fields where it is a hash, {} where it is of another type.
+        One HGETALL per key; TYPE only for the keys it refused (wrong type)."""
+        if not keys:
+            return {}
         pipe = self.redis.pipeline(transaction=False)
-        wanted = [key for key in keys if types[key] == HASH]
-        for key in wanted:
+        for key in keys:
             pipe.hgetall(self.prefix + key)
-        found: dict[str, tuple[str, dict]] = {key: (kind, {}) for key, kind in types.items() if kind != "none"}
-        found.update({key: (HASH, value) for key, value in zip(wanted, pipe.execute() if wanted else [],
-                                                                 strict=True)})
+        replies = pipe.execute(raise_on_error=False)
+        refused = [key for key, reply in zip(keys, replies, strict=True) if isinstance(reply, Exception)]
+        found: dict[str, tuple[str, dict]] = {key: (HASH, reply) for key, reply in zip(keys, replies, strict=True)
+                                              if reply and not isinstance(reply, Exception)}
+        found.update({key: (kind, {}) for key, kind in self.types(refused).items() if kind != "none"})
         return found
 
     def scores(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], float | None]:
-        """The score of each (sorted set, member), None where it is not a member (or the key is no sorted set)."""
-        pipe = self.redis.pipeline(transaction=False)
+        """The score of each (sorted set, member), None where it is not a member (or the key is no sorted set).
+        One ZMSCORE per key: a chunk of listings asks the price index once, not once per listing."""
+        by_key: dict[str, list[str]] = {}
         for key, member in pairs:
-            pipe.zscore(self.prefix + key, member)
-        replies = pipe.execute(raise_on_error=False) if pairs else []
-        return {pair: (None if isinstance(reply, Exception) else reply)
-                for pair, reply in zip(pairs, replies, strict=True)}
+            by_key.setdefault(key, []).append(member)
+        pipe = self.redis.pipeline(transaction=False)
+        for key, members in by_key.items():
+            pipe.zmscore(self.prefix + key, members)
+        found: dict[tuple[str, str], float | None] = {}
+        for (key, members), reply in zip(by_key.items(), pipe.execute(raise_on_error=False) if by_key else [],
+                                         strict=True):
+            scores = [None] * len(members) if isinstance(reply, Exception) else reply
+            found.update({(key, member): score for member, score in zip(members, scores, strict=True)})
+        return found
 
     def members(self, key: str, count: int = SCAN_BATCH) -> Iterator[dict[str, float]]:
         """A sorted set's members and scores in chunks (ZSCAN), so the price index is never held whole."""

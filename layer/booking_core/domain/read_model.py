@@ -160,6 +160,11 @@ def decode_row(entity: str, stored: dict[str, str]) -> dict[str, int | bool | st
     return decoded
 
 
+# The columns memberships() reads: reconcile's orphan check of index members fetches only these.
+MEMBERSHIP_COLUMNS = {"listings": ("id", "city", "max_guests", "nightly_price_cents", "active"),
+                      "bookings": ("id", "user_id"), "payments": ("id", "user_id"), "users": ("id",)}
+
+
 def memberships(entity: str, stored: dict[str, str] | None) -> dict[tuple[str, str], float]:
     """Every sorted-set membership a row's hash implies: (zset key, member) -> score.
 

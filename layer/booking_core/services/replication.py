@@ -18,6 +18,7 @@ from booking_core.domain.read_model import (
     ENTITY_OF_KEY_NAME,
     FIELDS,
     HASH,
+    MEMBERSHIP_COLUMNS,
     ZSET,
     Plan,
     RepairReport,
@@ -165,26 +166,30 @@ def _remove_orphans(snap: ChangeLog, read_model: ReadModel, report: RepairReport
         plan = Plan()
         rows: dict[str, dict[int, str]] = {}
         nights: dict[int, str] = {}
-        for key, kind in read_model.types(keys).items():
-            if kind == "none":
-                continue  # deleted since the scan saw it
+        # TYPE only for the sorted sets: a row hash is judged by its id alone, a nights hash by its listing, and a
+        # wrong-typed one of either is found by the row pass (HGETALL refuses it) and rebuilt there.
+        indexes = [key for key in keys if not is_row_key(key) and index_type(key) == ZSET]
+        for key in keys:
             if is_row_key(key):
                 name, raw_id = key.split(":")
                 rows.setdefault(ENTITY_OF_KEY_NAME[name], {})[int(raw_id)] = key
-            elif kind != index_type(key):
+            elif index_type(key) == HASH:
+                nights[int(key.split(":")[1])] = key
+        for key, kind in read_model.types(indexes).items():
+            if kind == "none":
+                continue  # emptied since the scan saw it
+            if kind != ZSET:
                 plan.delete(key)  # the wrong type: deleted here, rebuilt as missing by the row pass
                 report.members_stale += max(1, read_model.size(key, kind))
-            elif kind == HASH:
-                nights[int(key.split(":")[1])] = key
             else:
                 _remove_orphan_members(snap, read_model, key, report, chunk)
         for entity, by_id in rows.items():
-            existing = snap.rows(entity, by_id)
+            existing = snap.existing_ids(entity, by_id)
             for entity_id, key in by_id.items():
                 if entity_id not in existing:
                     report.rows_orphan += 1
                     plan.delete(key)
-        listings = snap.rows("listings", nights) if nights else {}
+        listings = snap.existing_ids("listings", nights) if nights else set()
         gone = [key for listing_id, key in nights.items() if listing_id not in listings]
         for key, (_, fields) in read_model.hashes(gone).items():
             report.members_orphan += len(fields)
@@ -199,7 +204,7 @@ def _remove_orphan_members(snap: ChangeLog, read_model: ReadModel, key: str, rep
     entity = "listings" if key.startswith("listings:") else "bookings" if key.endswith(":bookings") else "payments"
     for members in read_model.members(key, chunk):
         ids = {member: int(member) if member.isascii() and member.isdigit() else None for member in members}
-        current = snap.rows(entity, [i for i in ids.values() if i is not None])
+        current = snap.rows(entity, [i for i in ids.values() if i is not None], MEMBERSHIP_COLUMNS[entity])
         plan = Plan()
         for member, entity_id in ids.items():
             row = current.get(entity_id) if entity_id is not None else None
