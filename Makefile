@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR):$(CURDIR)/layer
 
-.PHONY: run test up down status venv lint retry trigger invoke bench clean migrate topics tools build scan retries reopen \
+.PHONY: run test up down status venv lint retry trigger invoke bench bench-scale clean migrate topics tools build scan retries reopen \
 	token screenshots deploy-web chaos
 
 # SAM CLI and checkov each pin boto3 exactly, to versions other than ours: each gets its own venv here
@@ -97,6 +97,10 @@ chaos: venv  ## faults under load on a stack of its own (private MariaDB/Redis/b
 bench: venv  ## benchmarks against a running stack (make up first); prints the table, writes bench/results/
 	$(PY) -m pip install -q -r bench/requirements.txt
 	$(PY) -m bench.run
+
+bench-scale: venv  ## the read side at 5k/50k/500k listings on a stack of its own (BENCH_SCALE_SIZES=5000,50000 for fewer)
+	$(PY) -m pip install -q -r bench/requirements.txt
+	$(PY) -m bench.scale
 
 clean:
 	rm -rf .local .pytest_cache .ruff_cache

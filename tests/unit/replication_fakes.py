@@ -5,7 +5,20 @@ import copy
 import datetime as dt
 from contextlib import contextmanager
 
-from booking_core.domain.read_model import FIELDS, HASH, LOADED_MARKER, OCCUPYING_STATUSES, ZSET, row_key
+from booking_core.domain.queries import encode_cursor, parse_listing_search
+from booking_core.domain.read_model import (
+    FIELDS,
+    HASH,
+    LOADED_MARKER,
+    OCCUPYING_STATUSES,
+    ZSET,
+    decode_row,
+    is_model_key,
+    is_row_key,
+    nights_between,
+    nights_key,
+    row_key,
+)
 from booking_core.ports import Change
 
 TS = dt.datetime(2026, 11, 25, 9, 0, 0)
@@ -53,24 +66,24 @@ class FakeChangeLog:
         yield claimed
         self.log = [c for c in self.log if c not in claimed]
 
-    def rows(self, entity, ids):
+    def rows(self, entity, ids, columns=None):
         return {i: dict(self.tables[entity][i]) for i in ids if i in self.tables[entity]}
 
-    def occupying_bookings(self, listing_id, start, end):
-        return [(b["id"], b["check_in"], b["check_out"]) for b in self.tables["bookings"].values()
-                if b["listing_id"] == listing_id and b["status"] in OCCUPYING_STATUSES
-                and b["check_in"] < end and b["check_out"] > start]
+    def occupying_bookings(self, listing_ids, start, end):
+        return {listing_id: [(b["id"], b["check_in"], b["check_out"]) for b in self.tables["bookings"].values()
+                             if b["listing_id"] == listing_id and b["status"] in OCCUPYING_STATUSES
+                             and b["check_in"] < end and b["check_out"] > start]
+                for listing_id in set(listing_ids)}
 
     @contextmanager
     def snapshot(self):
         yield self
 
-    def all_rows(self, entity):
-        return [dict(r) for _, r in sorted(self.tables[entity].items())]
+    def existing_ids(self, entity, ids):
+        return {i for i in ids if i in self.tables[entity]}
 
-    def all_occupying_bookings(self):
-        return [(b["listing_id"], b["id"], b["check_in"], b["check_out"])
-                for _, b in sorted(self.tables["bookings"].items()) if b["status"] in OCCUPYING_STATUSES]
+    def rows_after(self, entity, after_id, limit):
+        return [dict(r) for i, r in sorted(self.tables[entity].items()) if i > after_id][:limit]
 
 
 class FakeReadModel:
@@ -108,8 +121,59 @@ class FakeReadModel:
     def snapshot(self):
         return copy.deepcopy({k: v for k, v in self.keys.items() if k != LOADED_MARKER})
 
+    # -- reconcile's chunked reads; `count` is honoured so tests can make every chunk small
+    def scan_model_keys(self, count=1000):
+        keys = [k for k in self.keys if is_model_key(k)]
+        for start in range(0, len(keys), count):
+            yield keys[start:start + count]
+
+    def types(self, keys):
+        return {k: self.keys[k][0] if k in self.keys else "none" for k in keys}
+
+    def hashes(self, keys):
+        return {k: (self.keys[k][0], dict(self.keys[k][1]) if self.keys[k][0] == HASH else {})
+                for k in keys if k in self.keys}
+
+    def scores(self, pairs):
+        found = {}
+        for key, member in pairs:
+            kind, value = self.keys.get(key, (None, {}))
+            found[(key, member)] = value.get(member) if kind == ZSET else None
+        return found
+
+    def members(self, key, count=1000):
+        items = list(self.keys.get(key, (ZSET, {}))[1].items())
+        for start in range(0, len(items), count):
+            yield dict(items[start:start + count])
+
+    def size(self, key, kind):
+        return len(self.keys[key][1]) if key in self.keys else 0
+
     def is_loaded(self):
         return LOADED_MARKER in self.keys
 
     def mark_loaded(self):
         self.keys[LOADED_MARKER] = ("string", {"": "1"})
+
+    # -- the read side, by brute force: the reference the contract tests hold RedisReadViews to
+    def search_listings(self, params=None) -> dict:
+        """GET /v1/listings over every listing hash, no index and no work cap: the answer the indexes must give."""
+        search = parse_listing_search(params)
+        nights = [n.isoformat() for n in nights_between(*search.stay)] if search.stay else []
+        matches = []
+        for key, (kind, stored) in self.keys.items():
+            if kind != HASH or not is_row_key(key) or not key.startswith("listing:") or stored.get("active") != "1":
+                continue
+            row = decode_row("listings", stored)
+            booked = self.keys.get(nights_key(row["id"]), (HASH, {}))[1]
+            if ((search.city is None or row["city"].strip().casefold() == search.city.strip().casefold())
+                    and (search.guests is None or row["max_guests"] >= search.guests)
+                    and (search.max_price_cents is None or row["nightly_price_cents"] <= search.max_price_cents)
+                    and (search.after is None or (row["nightly_price_cents"], row["id"]) > search.after)
+                    and not any(night in booked for night in nights)):
+                matches.append(row)
+        matches.sort(key=lambda r: (r["nightly_price_cents"], r["id"]))
+        page = matches[:search.limit]
+        more = len(matches) > search.limit
+        return {"items": page,
+                "next_cursor": encode_cursor(page[-1]["nightly_price_cents"], page[-1]["id"]) if more else None}

@@ -31,12 +31,42 @@ def test_a_null_column_is_left_out_of_the_hash_and_read_back_as_none():
     assert rm.decode_row("payments", stored)["provider_ref"] is None
 
 
-def test_an_active_listing_is_in_the_price_and_city_indexes_and_an_inactive_one_in_none():
+def test_an_active_listing_is_in_the_price_city_and_capacity_indexes_and_an_inactive_one_in_none():
     stored = rm.encode_row("listings", LISTING)
     member = rm.listing_member(7)
     assert rm.memberships("listings", stored) == {("listings:by_price", member): 9000.0,
-                                                  ("listings:city:lisbon", member): 9000.0}
+                                                  ("listings:city:lisbon", member): 9000.0,
+                                                  ("listings:guests:4", member): 9000.0,
+                                                  ("listings:city_guests:4:lisbon", member): 9000.0}
     assert rm.memberships("listings", stored | {"active": "0"}) == {}
+
+
+def test_a_listing_taking_more_guests_than_the_buckets_sits_in_the_top_bucket():
+    stored = rm.encode_row("listings", LISTING | {"max_guests": rm.GUEST_BUCKETS + 30})
+    assert ("listings:guests:16", rm.listing_member(7)) in rm.memberships("listings", stored)
+    assert rm.search_indexes(None, rm.GUEST_BUCKETS + 30) == ["listings:guests:16"]
+
+
+def test_a_search_walks_one_index_or_the_capacity_buckets_that_can_take_the_guests():
+    assert rm.search_indexes(None, None) == ["listings:by_price"]
+    assert rm.search_indexes(" Lisbon ", None) == ["listings:city:lisbon"]
+    assert rm.search_indexes(None, 14) == ["listings:guests:14", "listings:guests:15", "listings:guests:16"]
+    assert rm.search_indexes("Porto", 16) == ["listings:city_guests:16:porto"]
+
+
+def test_a_city_name_cannot_forge_a_capacity_index_key():
+    assert rm.guests_index(3, "x") != rm.city_index("x:guests:3")
+    assert rm.city_index("x") != rm.guests_index(3, "x")
+
+
+def test_changing_a_listings_capacity_moves_it_between_buckets():
+    old = rm.encode_row("listings", LISTING)
+    new = rm.encode_row("listings", LISTING | {"max_guests": 6})
+    plan = rm.Plan()
+    rm.plan_row(plan, "listings", 7, old, new)
+    assert ("zrem", "listings:guests:4", rm.listing_member(7)) in plan.ops
+    assert ("zrem", "listings:city_guests:4:lisbon", rm.listing_member(7)) in plan.ops
+    assert ("zadd", "listings:city_guests:6:lisbon", rm.listing_member(7), 9000.0) in plan.ops
 
 
 def test_listing_members_sort_by_id_numerically_within_one_price():
@@ -57,7 +87,8 @@ def test_a_deleted_row_removes_its_hash_and_every_membership():
     plan = rm.Plan()
     rm.plan_row(plan, "listings", 7, rm.encode_row("listings", LISTING), None)
     assert plan.ops[0] == ("delete", "listing:7")
-    assert {op[1] for op in plan.ops if op[0] == "zrem"} == {"listings:by_price", "listings:city:lisbon"}
+    assert {op[1] for op in plan.ops if op[0] == "zrem"} == {"listings:by_price", "listings:city:lisbon",
+                                                             "listings:guests:4", "listings:city_guests:4:lisbon"}
     assert not [op for op in plan.ops if op[0] in ("zadd", "hset")]
 
 
@@ -130,3 +161,26 @@ def test_a_path_id_must_be_a_positive_integer():
         with pytest.raises(ValidationError) as caught:
             queries.positive_id(bad, "listing_id")
         assert "listing_id" in caught.value.errors
+
+
+def test_writes_to_one_key_merge_into_one_command_without_reordering_that_keys_writes():
+    from booking_core.adapters.redis_read_model import coalesce
+
+    ops = [("zadd", "a", "1", 1.0), ("delete", "h"), ("zadd", "b", "1", 1.0), ("zadd", "a", "2", 2.0),
+           ("hset", "h", {"x": "1"}), ("zrem", "a", "1"), ("zadd", "a", "1", 3.0), ("hset", "h", {"y": "2"}),
+           ("hdel", "n", ["d1"]), ("hdel", "n", ["d2"])]
+    assert coalesce(ops) == [("zadd", "a", {"1": 1.0, "2": 2.0}), ("delete", "h", None), ("zadd", "b", {"1": 1.0}),
+                             ("hset", "h", {"x": "1", "y": "2"}), ("zrem", "a", ["1"]), ("zadd", "a", {"1": 3.0}),
+                             ("hdel", "n", ["d1", "d2"])]
+
+
+def test_a_row_is_rewritten_with_one_hset_unless_a_field_went_null():
+    payment = {"id": 1, "booking_id": 2, "booking_key": "k", "user_id": 3, "amount_cents": 10, "currency": "EUR",
+               "provider": "sandbox", "provider_ref": "ch_1", "status": "captured"}
+    old, new = rm.encode_row("payments", payment), rm.encode_row("payments", payment | {"status": "refunded"})
+    plan = rm.Plan()
+    rm.plan_row(plan, "payments", 1, old, new)
+    assert [op[0] for op in plan.ops if op[1] == "payment:1"] == ["hset"]
+    plan = rm.Plan()
+    rm.plan_row(plan, "payments", 1, old, rm.encode_row("payments", payment | {"provider_ref": None}))
+    assert [op[0] for op in plan.ops if op[1] == "payment:1"] == ["delete", "hset"]  # provider_ref must go

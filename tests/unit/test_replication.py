@@ -270,8 +270,9 @@ def test_a_damaged_stored_hash_does_not_block_replication_and_reconcile_cleans_u
     assert rm.listing_member(7) in redis.keys["listings:city:porto"][1]
     assert "listing:7:nights" not in redis.keys  # freed already: the new row's own span covers them
     report = replication.reconcile(db, redis)
-    assert report["members"]["orphan"] == 1  # the Lisbon member the damaged hash could not name
+    assert report["members"]["orphan"] == 2  # the Lisbon members (city, city+capacity) the damaged hash could not name
     assert "listings:city:lisbon" not in redis.keys and "listing:7:nights" not in redis.keys
+    assert "listings:city_guests:4:lisbon" not in redis.keys
 
 
 def test_each_applied_batch_reports_its_oldest_changes_age_plus_the_time_to_write_redis(db, redis):
@@ -285,3 +286,50 @@ def test_each_applied_batch_reports_its_oldest_changes_age_plus_the_time_to_writ
     replication.apply_batch(db, redis, observe_lag=heard.append)  # nothing left: an empty batch reports nothing
 
     assert heard == [pytest.approx(270.0)]
+
+
+def drifted_catalogue(db, redis):
+    """Twelve listings with bookings, loaded, then drift of every kind spread across the keys."""
+    for i in range(8, 20):
+        db.insert("listings", id=i, host_id=1, title=f"Flat {i}", city=("Porto", "Faro")[i % 2], max_guests=i % 7,
+                  nightly_price_cents=5000 + i % 3, currency="EUR", active=int(i % 5 != 0))
+        booking(db, i, listing_id=i, start=i)
+    replication.reconcile(db, redis)
+    redis.keys["listing:9"][1]["title"] = "wrong"  # stale row
+    del redis.keys["booking:12"]  # missing row
+    redis.keys["user:99"] = (rm.HASH, {"id": "99"})  # orphan row
+    redis.keys["listing:123:nights"] = (rm.HASH, {"2030-01-01": "5"})  # nights of a listing that is gone
+    redis.keys["listing:11:nights"][1]["2030-06-01"] = "11"  # an orphan night
+    del redis.keys["listings:by_price"][1][rm.listing_member(13)]  # a missing member
+    redis.keys["listings:guests:3"][1][rm.listing_member(14)] = 1.0  # a member in the wrong bucket
+    redis.keys["listings:city:porto"][1][rm.listing_member(8)] = 1.0  # a stale score
+    redis.keys["listings:city_guests:2:faro"] = (rm.HASH, {"x": "1"})  # an index of the wrong type
+    redis.keys["user:1:bookings"][1]["not-an-id"] = 1.0  # a member that names nothing
+    redis.keys["booking:14"] = (rm.ZSET, {"x": 1.0})  # a row key of the wrong type
+    redis.keys["listing:15:nights"] = (rm.ZSET, {"2030-01-01": 1.0})  # nights of the wrong type
+
+
+def test_reconcile_in_chunks_of_one_finds_and_repairs_exactly_what_one_big_chunk_does(db, redis):
+    drifted_catalogue(db, redis)
+    other = copy.deepcopy(redis)
+    small = replication.reconcile(db, redis, chunk=1)
+    big = replication.reconcile(db, other, chunk=10_000)
+    assert {k: small[k] for k in ("rows", "members")} == {k: big[k] for k in ("rows", "members")}
+    assert small["rows"] == {"missing": 1, "stale": 2, "orphan": 1}
+    # members: 2 orphans (guests:3, the stray user member) + 2 nights; stale: 1 score + the wrong-typed index and
+    # nights (1 each); missing: by_price 13, what the wrong-typed index held (listing 9, faro, 2 guests) and the
+    # three nights of listing 15
+    assert small["members"] == {"missing": 5, "stale": 3, "orphan": 4}
+    assert redis.snapshot() == other.snapshot()
+    assert replication.reconcile(db, redis, chunk=1)["repaired"] == 0
+
+
+def test_reconcile_reads_mysql_and_redis_a_chunk_at_a_time_never_the_whole_model(db, redis, monkeypatch):
+    drifted_catalogue(db, redis)
+    monkeypatch.setattr(redis, "snapshot", lambda: pytest.fail("reconcile must not load the whole model"))
+    largest = []
+    rows_after, scores = db.rows_after, redis.scores
+    monkeypatch.setattr(db, "rows_after", lambda e, a, n: largest.append(n) or rows_after(e, a, n))
+    monkeypatch.setattr(redis, "scores", lambda pairs: largest.append(len(pairs) // 4) or scores(pairs))
+    assert replication.reconcile(db, redis, chunk=3)["repaired"] > 0
+    assert max(largest) <= 3  # rows per read; sorted-set lookups at most the 4 memberships of each

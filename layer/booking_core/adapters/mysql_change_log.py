@@ -96,25 +96,43 @@ class MySqlChangeLog:
                 cur.execute("DELETE FROM change_log WHERE id IN %s", ([c.id for c in changes],))
 
     # -- current rows ------------------------------------------------------------------------------------
-    def rows(self, entity: str, ids: Iterable[int]) -> dict[int, dict]:
-        """The current rows of `entity` with these primary keys (missing ones are deleted rows)."""
+    def rows(self, entity: str, ids: Iterable[int], columns: tuple[str, ...] | None = None) -> dict[int, dict]:
+        """The current rows of `entity` with these primary keys (missing ones are deleted rows); only `columns`
+        (which must include id) when given, else every column the read model keeps."""
         wanted = sorted(set(ids))
         if not wanted:
             return {}
-        columns = ", ".join(FIELDS[entity])
+        columns_sql = ", ".join(c for c in (columns or tuple(FIELDS[entity])) if c in FIELDS[entity])
         with self._cursor(commit=False) as cur:
-            cur.execute(f"SELECT {columns} FROM {entity} WHERE id IN %s", (wanted,))
+            cur.execute(f"SELECT {columns_sql} FROM {entity} WHERE id IN %s", (wanted,))
             return {row["id"]: row for row in cur.fetchall()}
 
-    def occupying_bookings(self, listing_id: int, start: dt.date, end: dt.date) -> list[tuple[int, dt.date, dt.date]]:
-        """(id, check_in, check_out) of the held/confirmed bookings of a listing overlapping [start, end)."""
+    def existing_ids(self, entity: str, ids: Iterable[int]) -> set[int]:
+        """Which of these ids `entity` has: reconcile's orphan check, from the primary key alone (no row to parse)."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return set()
+        with self._cursor(commit=False) as cur:
+            cur.execute(f"SELECT id FROM {entity} WHERE id IN %s", (wanted,))
+            return {row["id"] for row in cur.fetchall()}
+
+    def occupying_bookings(self, listing_ids: Iterable[int], start: dt.date,
+                           end: dt.date) -> dict[int, list[tuple[int, dt.date, dt.date]]]:
+        """listing id -> (id, check_in, check_out) of its held/confirmed bookings overlapping [start, end), for
+        many listings in one query (a batch of changes asks once, not once per listing)."""
+        wanted = sorted(set(listing_ids))
+        found: dict[int, list[tuple[int, dt.date, dt.date]]] = {listing_id: [] for listing_id in wanted}
+        if not wanted:
+            return found
         with self._cursor(commit=False) as cur:
             cur.execute(
-                "SELECT id, check_in, check_out FROM bookings WHERE listing_id=%s AND status IN %s"
+                "SELECT listing_id, id, check_in, check_out FROM bookings WHERE listing_id IN %s AND status IN %s"
                 " AND check_in < %s AND check_out > %s",
-                (listing_id, OCCUPYING_STATUSES, end, start),
+                (wanted, OCCUPYING_STATUSES, end, start),
             )
-            return [(r["id"], r["check_in"], r["check_out"]) for r in cur.fetchall()]
+            for r in cur.fetchall():
+                found[r["listing_id"]].append((r["id"], r["check_in"], r["check_out"]))
+        return found
 
     @contextmanager
     def snapshot(self) -> Iterator[MySqlChangeLog]:
@@ -126,16 +144,11 @@ class MySqlChangeLog:
                 cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             yield self
 
-    def all_rows(self, entity: str) -> list[dict]:
-        """Every row of `entity`, with the columns the read model keeps (use inside `snapshot()`)."""
+    def rows_after(self, entity: str, after_id: int, limit: int) -> list[dict]:
+        """The next `limit` rows of `entity` by id after `after_id`, with the read model's columns (inside
+        `snapshot()`: every chunk sees the same moment). Keyset paging on the primary key: each chunk is a range
+        read, never an OFFSET that rescans what came before."""
         columns = ", ".join(FIELDS[entity])
         with self._cursor(commit=False) as cur:
-            cur.execute(f"SELECT {columns} FROM {entity} ORDER BY id")
+            cur.execute(f"SELECT {columns} FROM {entity} WHERE id > %s ORDER BY id LIMIT %s", (after_id, limit))
             return list(cur.fetchall())
-
-    def all_occupying_bookings(self) -> list[tuple[int, int, dt.date, dt.date]]:
-        """(listing_id, id, check_in, check_out) of every held/confirmed booking."""
-        with self._cursor(commit=False) as cur:
-            cur.execute("SELECT listing_id, id, check_in, check_out FROM bookings WHERE status IN %s ORDER BY id",
-                        (OCCUPYING_STATUSES,))
-            return [(r["listing_id"], r["id"], r["check_in"], r["check_out"]) for r in cur.fetchall()]

@@ -1,10 +1,46 @@
 """The Redis side of replication: reads stored row hashes and applies plans under the key prefix."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from booking_core.adapters.redis_client import PrefixedRedis
 from booking_core.domain.read_model import HASH, LOADED_MARKER, ZSET, Plan, is_model_key, row_key
 
 SCAN_BATCH = 1000
+
+
+_MERGEABLE = ("hset", "hdel", "zadd", "zrem")
+
+
+def coalesce(ops: list[tuple]) -> list[tuple[str, str, Any]]:
+    """The plan's ops as (name, key, argument), where an op follows the last op on the same key and is of the
+    same kind, merged into it: one ZADD of 500 members to the price index instead of 500 commands (replication's
+    batches are mostly such runs). Merging is safe because nothing in between touched that key, and ops on
+    other keys commute."""
+    out: list[tuple[str, str, Any]] = []
+    last_on: dict[str, int] = {}
+    for op in ops:
+        name, key = op[0], op[1]
+        if name not in ("delete", *_MERGEABLE):
+            raise ValueError(f"unknown plan op {name!r}")
+        at = last_on.get(key)
+        if at is not None and out[at][0] == name and name in _MERGEABLE:
+            merged = out[at][2]
+            if name == "zadd":
+                merged[op[2]] = op[3]
+            elif name == "zrem":
+                merged.append(op[2])
+            elif name == "hset":
+                merged.update(op[2])
+            else:
+                merged.extend(op[2])
+            continue
+        arg: Any = ({op[2]: op[3]} if name == "zadd" else [op[2]] if name == "zrem"
+                       else dict(op[2]) if name == "hset" else list(op[2]) if name == "hdel" else None)
+        out.append((name, key, arg))
+        last_on[key] = len(out) - 1
+    return out
 
 
 class RedisReadModel(PrefixedRedis):
@@ -20,25 +56,23 @@ class RedisReadModel(PrefixedRedis):
         return {key: (found or None) for key, found in zip(keys, pipe.execute(), strict=True)}
 
     def execute(self, plan: Plan) -> None:
-        """Apply every write of the plan, prefixed, in one MULTI/EXEC."""
+        """Apply every write of the plan, prefixed, in one MULTI/EXEC (writes to one key merged: see coalesce)."""
         if not plan.ops:
             return
         p = self.prefix
         pipe = self.redis.pipeline(transaction=True)
-        for op in plan.ops:
-            name, key = op[0], p + op[1]
+        for name, key, arg in coalesce(plan.ops):
+            key = p + key
             if name == "delete":
                 pipe.delete(key)
             elif name == "hset":
-                pipe.hset(key, mapping=op[2])
+                pipe.hset(key, mapping=arg)
             elif name == "hdel":
-                pipe.hdel(key, *op[2])
+                pipe.hdel(key, *arg)
             elif name == "zadd":
-                pipe.zadd(key, {op[2]: op[3]})
+                pipe.zadd(key, arg)
             elif name == "zrem":
-                pipe.zrem(key, op[2])
-            else:
-                raise ValueError(f"unknown plan op {name!r}")
+                pipe.zrem(key, *arg)
         pipe.execute()
 
     def model_keys(self) -> list[str]:
@@ -79,6 +113,75 @@ class RedisReadModel(PrefixedRedis):
                     value = {}
                 found[key] = (kind, value)
         return found
+
+    # -- reconcile, a chunk at a time (bounded memory whatever the catalogue) ---------------------------------
+    def scan_model_keys(self, count: int = SCAN_BATCH) -> Iterator[list[str]]:
+        """The read model's keys (relative) in chunks as SCAN finds them; never the decision store's."""
+        p = self.prefix
+        chunk: list[str] = []
+        for key in self.redis.scan_iter(match=p + "*", count=count):
+            relative = key[len(p):]
+            if is_model_key(relative):
+                chunk.append(relative)
+                if len(chunk) >= count:
+                    yield chunk
+                    chunk = []
+        if chunk:
+            yield chunk
+
+    def types(self, keys: list[str]) -> dict[str, str]:
+        """Each key's Redis type ("none" where it does not exist)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.type(self.prefix + key)
+        return dict(zip(keys, pipe.execute(), strict=True))
+
+    def hashes(self, keys: list[str]) -> dict[str, tuple[str, dict]]:
+        """(type, fields) of each existing key: the fields where it is a hash, {} where it is of another type.
+        One HGETALL per key; TYPE only for the keys it refused (wrong type)."""
+        if not keys:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(self.prefix + key)
+        replies = pipe.execute(raise_on_error=False)
+        refused = [key for key, reply in zip(keys, replies, strict=True) if isinstance(reply, Exception)]
+        found: dict[str, tuple[str, dict]] = {key: (HASH, reply) for key, reply in zip(keys, replies, strict=True)
+                                              if reply and not isinstance(reply, Exception)}
+        found.update({key: (kind, {}) for key, kind in self.types(refused).items() if kind != "none"})
+        return found
+
+    def scores(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], float | None]:
+        """The score of each (sorted set, member), None where it is not a member (or the key is no sorted set).
+        One ZMSCORE per key: a chunk of listings asks the price index once, not once per listing."""
+        by_key: dict[str, list[str]] = {}
+        for key, member in pairs:
+            by_key.setdefault(key, []).append(member)
+        pipe = self.redis.pipeline(transaction=False)
+        for key, members in by_key.items():
+            pipe.zmscore(self.prefix + key, members)
+        found: dict[tuple[str, str], float | None] = {}
+        for (key, members), reply in zip(by_key.items(), pipe.execute(raise_on_error=False) if by_key else [],
+                                         strict=True):
+            scores = [None] * len(members) if isinstance(reply, Exception) else reply
+            found.update({(key, member): score for member, score in zip(members, scores, strict=True)})
+        return found
+
+    def members(self, key: str, count: int = SCAN_BATCH) -> Iterator[dict[str, float]]:
+        """A sorted set's members and scores in chunks (ZSCAN), so the price index is never held whole."""
+        chunk: dict[str, float] = {}
+        for member, score in self.redis.zscan_iter(self.prefix + key, count=count):
+            chunk[member] = score
+            if len(chunk) >= count:
+                yield chunk
+                chunk = {}
+        if chunk:
+            yield chunk
+
+    def size(self, key: str, kind: str) -> int:
+        """How many members or fields a key of this type holds (1 for other types)."""
+        command = {HASH: "HLEN", ZSET: "ZCARD", "set": "SCARD", "list": "LLEN"}.get(kind)
+        return int(self.redis.execute_command(command, self.prefix + key)) if command else 1
 
     def is_loaded(self) -> bool:
         """Whether a full load has run since this Redis last lost its data."""

@@ -7,8 +7,11 @@ NotFound. Lists answer {"items": [...], "next_cursor": str | None}.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from booking_core.adapters.redis_client import PrefixedRedis
+from booking_core.adapters.redis_search import SCRIPT as SEARCH_SCRIPT
+from booking_core.adapters.redis_search import WORK_BUDGET
 from booking_core.domain.queries import (
     Params,
     encode_cursor,
@@ -18,18 +21,19 @@ from booking_core.domain.queries import (
     positive_id,
 )
 from booking_core.domain.read_model import (
-    PRICE_INDEX,
-    city_index,
+    GUEST_BUCKETS,
     decode_row,
+    listing_member,
     nights_between,
     nights_key,
     row_key,
+    search_indexes,
     user_bookings_key,
     user_payments_key,
 )
 from booking_core.ports import NotFound
 
-SCAN_CHUNK = 100  # listings fetched per round trip while filtering a search
+_SCRIPTS: dict[int, Any] = {}
 
 
 class RedisReadViews(PrefixedRedis):
@@ -56,44 +60,32 @@ class RedisReadViews(PrefixedRedis):
 
     def search_listings(self, params: Params | None) -> dict:
         """GET /v1/listings: active listings by price then id, filtered by city, guests (at least),
-        max_price_cents and, with check_in+check_out, free for every night of that stay."""
+        max_price_cents and, with check_in+check_out, free for every night of that stay.
+
+        One script in Redis (adapters/redis_search.py) walks the index the city and guests filters name, within
+        the price range, checking the stay's nights per candidate. Its work is capped: a page may hold fewer
+        than `limit` items and still carry a cursor, where going on may find more."""
         search = parse_listing_search(params)
-        redis, p = self.redis, self.prefix
-        index = p + (city_index(search.city) if search.city else PRICE_INDEX)
-        low = search.after[0] if search.after else "-inf"
-        high = search.max_price_cents if search.max_price_cents is not None else "+inf"
+        p = self.prefix
+        guests_checked = search.guests if search.guests is not None and search.guests > GUEST_BUCKETS else 0
         nights = [n.isoformat() for n in nights_between(*search.stay)] if search.stay else []
-        found: list[dict] = []
-        offset = 0
-        # Walk the price index in chunks, filtering each chunk with one pipelined round trip, until one listing
-        # more than the page is found (that one proves there is a next page).
-        while len(found) <= search.limit:
-            chunk = redis.zrangebyscore(index, low, high, start=offset, num=SCAN_CHUNK, withscores=True)
-            offset += len(chunk)
-            candidates = [(int(member), int(score)) for member, score in chunk
-                          if search.after is None or (int(score), int(member)) > search.after]
-            pipe = redis.pipeline(transaction=False)
-            for listing_id, _ in candidates:
-                pipe.hgetall(p + row_key("listings", listing_id))
-                if nights:
-                    pipe.hmget(p + nights_key(listing_id), nights)
-            replies = iter(pipe.execute() if candidates else [])
-            for _ in candidates:
-                stored = next(replies)
-                booked = next(replies) if nights else []
-                if not stored or stored.get("active") != "1":
-                    continue  # removed or deactivated between the index read and this one
-                if search.guests is not None and int(stored["max_guests"]) < search.guests:
-                    continue
-                if any(booked):
-                    continue
-                found.append(decode_row("listings", stored))
-            if len(chunk) < SCAN_CHUNK:
-                break
-        page = found[:search.limit]
-        next_cursor = (encode_cursor(page[-1]["nightly_price_cents"], page[-1]["id"])
-                       if len(found) > search.limit else None)
-        return {"items": page, "next_cursor": next_cursor}
+        after_price, after_member = ((str(search.after[0]), listing_member(search.after[1])) if search.after
+                                     else ("", ""))
+        reply = self._search_script()(
+            keys=[p + key for key in search_indexes(search.city, search.guests)],
+            args=[p, search.max_price_cents if search.max_price_cents is not None else "+inf", after_price,
+                  after_member, search.limit, WORK_BUDGET, guests_checked, *nights])
+        cursor_price, cursor_member, *hashes = reply
+        items = [decode_row("listings", dict(zip(flat[::2], flat[1::2], strict=True))) for flat in hashes]
+        next_cursor = encode_cursor(int(cursor_price), int(cursor_member)) if cursor_price else None
+        return {"items": items, "next_cursor": next_cursor}
+
+    def _search_script(self) -> Any:
+        # Registered once per client: redis-py sends EVALSHA and falls back to EVAL after a Redis restart.
+        script = _SCRIPTS.get(id(self.redis))
+        if script is None:
+            script = _SCRIPTS[id(self.redis)] = self.redis.register_script(SEARCH_SCRIPT)
+        return script
 
     def listing_availability(self, listing_id: str, params: Params | None) -> dict:
         """GET /v1/listings/{listing_id}/availability?from=&to=: each night of [from, to) free or booked."""

@@ -6,6 +6,9 @@ Keys here are relative: the adapter puts `config.redis_prefix()` in front of eac
     listing:{id}               hash   the listing row
     listings:by_price          zset   active listings, score = nightly_price_cents
     listings:city:{city}       zset   active listings of a city (casefolded), score = nightly_price_cents
+    listings:guests:{n}        zset   active listings taking exactly n guests (n = GUEST_BUCKETS: that many or
+                                      more), score = nightly_price_cents
+    listings:city_guests:{n}:{city}   the same per city (the city last, so no city name can forge another key)
     listing:{id}:nights        hash   night (YYYY-MM-DD) -> id of the held/confirmed booking occupying it
     user:{id}                  hash   the user row
     user:{id}:bookings         zset   the user's booking ids, score = id
@@ -43,10 +46,15 @@ ENTITY_OF_KEY_NAME = {name: entity for entity, name in KEY_NAMES.items()}
 
 HASH, ZSET = "hash", "zset"
 PRICE_INDEX = "listings:by_price"
+# Capacity buckets: one per exact max_guests below this, and one for this many or more. A search for `guests=g`
+# merges buckets g..GUEST_BUCKETS in price order; above GUEST_BUCKETS it walks the top bucket and checks each
+# candidate's max_guests. Exact buckets (not "at least g" sets) keep one membership per listing per dimension.
+GUEST_BUCKETS = 16
 LOADED_MARKER = "replication:loaded"
 
 _ROW_KEY = re.compile(r"^(user|listing|booking|payment):(\d+)$")
-_INDEX_KEY = re.compile(r"^(listings:by_price|listings:city:.*|listing:\d+:nights|user:\d+:(bookings|payments))$")
+_INDEX_KEY = re.compile(r"^(listings:by_price|listings:city:.*|listings:guests:\d+|listings:city_guests:\d+:.*"
+                        r"|listing:\d+:nights|user:\d+:(bookings|payments))$")
 
 
 def row_key(entity: str, entity_id: int) -> str:
@@ -57,6 +65,26 @@ def row_key(entity: str, entity_id: int) -> str:
 def city_index(city: str) -> str:
     """Active listings of a city by price; the city is casefolded, so `?city=lisbon` finds Lisbon."""
     return f"listings:city:{city.strip().casefold()}"
+
+
+def guest_bucket(max_guests: int) -> int:
+    """The capacity bucket of a listing: its max_guests, or GUEST_BUCKETS for that many or more."""
+    return max(0, min(int(max_guests), GUEST_BUCKETS))
+
+
+def guests_index(bucket: int, city: str | None = None) -> str:
+    """Active listings of one capacity bucket by price, of one city when given."""
+    if city is None:
+        return f"listings:guests:{bucket}"
+    return f"listings:city_guests:{bucket}:{city.strip().casefold()}"
+
+
+def search_indexes(city: str | None, guests: int | None) -> list[str]:
+    """The indexes a search walks (merged in price order): one without a guests filter, else the buckets that
+    can hold listings taking at least `guests`."""
+    if guests is None:
+        return [city_index(city) if city else PRICE_INDEX]
+    return [guests_index(bucket, city) for bucket in range(min(guests, GUEST_BUCKETS), GUEST_BUCKETS + 1)]
 
 
 def nights_key(listing_id: int) -> str:
@@ -132,6 +160,11 @@ def decode_row(entity: str, stored: dict[str, str]) -> dict[str, int | bool | st
     return decoded
 
 
+# The columns memberships() reads: reconcile's orphan check of index members fetches only these.
+MEMBERSHIP_COLUMNS = {"listings": ("id", "city", "max_guests", "nightly_price_cents", "active"),
+                      "bookings": ("id", "user_id"), "payments": ("id", "user_id"), "users": ("id",)}
+
+
 def memberships(entity: str, stored: dict[str, str] | None) -> dict[tuple[str, str], float]:
     """Every sorted-set membership a row's hash implies: (zset key, member) -> score.
 
@@ -151,7 +184,9 @@ def _memberships(entity: str, stored: dict[str, str] | None) -> dict[tuple[str, 
         if stored.get("active") != "1":
             return {}  # an inactive listing is in no search index
         member, price = listing_member(int(stored["id"])), float(stored["nightly_price_cents"])
-        return {(PRICE_INDEX, member): price, (city_index(stored["city"]), member): price}
+        bucket = guest_bucket(int(stored["max_guests"]))
+        return {(PRICE_INDEX, member): price, (city_index(stored["city"]), member): price,
+                (guests_index(bucket), member): price, (guests_index(bucket, stored["city"]), member): price}
     if entity == "bookings":
         return {(user_bookings_key(int(stored["user_id"])), stored["id"]): float(stored["id"])}
     if entity == "payments":
@@ -231,8 +266,10 @@ def plan_row(plan: Plan, entity: str, entity_id: int, old: dict[str, str] | None
     key = row_key(entity, entity_id)
     if new is None:
         plan.delete(key)
+    elif old is not None and old.keys() - new.keys():
+        plan.replace_hash(key, new)  # a field went NULL: only a rewrite drops it
     elif new != old:
-        plan.replace_hash(key, new)
+        plan.hset(key, new)  # HSET overwrites every field the row has; no DELETE needed (half the commands)
     wanted = memberships(entity, new)
     for zset_key, member in memberships(entity, old).keys() - wanted.keys():
         plan.zrem(zset_key, member)
@@ -286,6 +323,12 @@ class RepairReport:
             "members": {"missing": self.members_missing, "stale": self.members_stale, "orphan": self.members_orphan},
             "repaired": self.total,
         }
+
+    def add(self, other: RepairReport) -> None:
+        """Count another chunk's findings in this report."""
+        for name in ("rows_missing", "rows_stale", "rows_orphan", "members_missing", "members_stale",
+                     "members_orphan"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     @property
     def total(self) -> int:

@@ -15,14 +15,24 @@ from collections.abc import Callable
 
 from booking_core.domain.read_model import (
     ENTITIES,
+    ENTITY_OF_KEY_NAME,
     FIELDS,
+    HASH,
+    MEMBERSHIP_COLUMNS,
+    ZSET,
     Plan,
+    RepairReport,
     booking_span,
     encode_row,
     full_model,
+    index_type,
+    is_row_key,
+    memberships,
+    nights_key,
     plan_nights,
     plan_repair,
     plan_row,
+    row_key,
 )
 from booking_core.ports import Change, ChangeLog, ReadModel
 
@@ -33,6 +43,8 @@ IDLE_POLL_S = 0.025  # how long the tail sleeps when the log is empty: the floor
 ERROR_PAUSE_S = 1.0
 LOADED_CHECK_S = 1.0  # how often the tail checks that the read model exists (Redis keeps nothing on restart)
 RECONCILE_LOCK_WAIT_S = 30.0
+RECONCILE_CHUNK = 1000  # rows or keys reconcile holds at a time
+ALL_DAYS = (dt.date(1000, 1, 1), dt.date(9999, 12, 31))  # every night a booking can occupy
 
 
 class ReplicatorBusy(RuntimeError):
@@ -71,9 +83,14 @@ def plan_changes(changes: list[Change], change_log: ChangeLog, read_model: ReadM
             for span in (booking_span(before), booking_span(after)):
                 if span is not None:
                     spans.setdefault(span[0], []).append(span[1:])
-    for listing_id in sorted(spans):
-        for start, end in _merge_spans(spans[listing_id]):
-            plan_nights(plan, listing_id, start, end, change_log.occupying_bookings(listing_id, start, end))
+    if spans:
+        # One query for every listing of the batch over the batch's whole date range; each span then takes
+        # only its own nights (plan_nights clips), so the wider window changes nothing but the round trips.
+        occupying = change_log.occupying_bookings(spans, min(s for v in spans.values() for s, _ in v),
+                                                  max(e for v in spans.values() for _, e in v))
+        for listing_id in sorted(spans):
+            for start, end in _merge_spans(spans[listing_id]):
+                plan_nights(plan, listing_id, start, end, occupying[listing_id])
     return plan
 
 
@@ -115,25 +132,110 @@ def drain(change_log: ChangeLog, read_model: ReadModel, batch_size: int = BATCH_
 
 
 def reconcile(change_log: ChangeLog, read_model: ReadModel, wait_s: float = RECONCILE_LOCK_WAIT_S,
-              clock: Callable[[], float] = time.monotonic) -> dict:
+              clock: Callable[[], float] = time.monotonic, chunk: int = RECONCILE_CHUNK) -> dict:
     """Compare the whole read model with MySQL and repair it; report what was missing, stale and orphan.
 
-    Runs under the replication lock, from one consistent MySQL snapshot. Changes committed meanwhile stay in
-    the change log and are applied by the tail afterwards. The decision store's keys are never looked at.
+    Runs under the replication lock, from one consistent MySQL snapshot, `chunk` rows or keys at a time so its
+    memory does not grow with the catalogue: first a SCAN of Redis removes orphans (keys and members no row
+    implies, keys of the wrong type), then the tables are read by id in chunks and each chunk's keys, index
+    memberships and nights are compared and repaired. Changes committed meanwhile stay in the change log and
+    are applied by the tail afterwards. The decision store's keys are never looked at.
+    `keys` in the report is how many read-model keys the scan found in Redis before repairing.
     """
     started = clock()
+    report = RepairReport()
+    scanned: dict[str, int] = {}
     with change_log.exclusive(wait_s) as got:
         if not got:
             raise ReplicatorBusy("another replicator held the lock for the whole wait")
         with change_log.snapshot() as snap:
-            rows = {entity: snap.all_rows(entity) for entity in ENTITIES}
-            occupying = snap.all_occupying_bookings()
-        wanted = full_model(rows, occupying)
-        plan, report = plan_repair(wanted, read_model.snapshot())
-        read_model.execute(plan)
+            keys = _remove_orphans(snap, read_model, report, chunk)
+            for entity in ENTITIES:
+                scanned[entity] = _repair_rows(snap, read_model, entity, report, chunk)
         read_model.mark_loaded()
-    return {"mode": "reconcile", **report.to_dict(), "scanned": {e: len(r) for e, r in rows.items()},
-            "keys": len(wanted), "seconds": round(clock() - started, 3)}
+    return {"mode": "reconcile", **report.to_dict(), "scanned": scanned, "keys": keys,
+            "seconds": round(clock() - started, 3)}
+
+
+def _remove_orphans(snap: ChangeLog, read_model: ReadModel, report: RepairReport, chunk: int) -> int:
+    """Delete row hashes whose row is gone, nights of listings that are gone, members no row implies, and index
+    keys of the wrong type; returns how many model keys the scan found."""
+    found = 0
+    for keys in read_model.scan_model_keys(chunk):
+        found += len(keys)
+        plan = Plan()
+        rows: dict[str, dict[int, str]] = {}
+        nights: dict[int, str] = {}
+        # TYPE only for the sorted sets: a row hash is judged by its id alone, a nights hash by its listing, and a
+        # wrong-typed one of either is found by the row pass (HGETALL refuses it) and rebuilt there.
+        indexes = [key for key in keys if not is_row_key(key) and index_type(key) == ZSET]
+        for key in keys:
+            if is_row_key(key):
+                name, raw_id = key.split(":")
+                rows.setdefault(ENTITY_OF_KEY_NAME[name], {})[int(raw_id)] = key
+            elif index_type(key) == HASH:
+                nights[int(key.split(":")[1])] = key
+        for key, kind in read_model.types(indexes).items():
+            if kind == "none":
+                continue  # emptied since the scan saw it
+            if kind != ZSET:
+                plan.delete(key)  # the wrong type: deleted here, rebuilt as missing by the row pass
+                report.members_stale += max(1, read_model.size(key, kind))
+            else:
+                _remove_orphan_members(snap, read_model, key, report, chunk)
+        for entity, by_id in rows.items():
+            existing = snap.existing_ids(entity, by_id)
+            for entity_id, key in by_id.items():
+                if entity_id not in existing:
+                    report.rows_orphan += 1
+                    plan.delete(key)
+        listings = snap.existing_ids("listings", nights) if nights else set()
+        gone = [key for listing_id, key in nights.items() if listing_id not in listings]
+        for key, (_, fields) in read_model.hashes(gone).items():
+            report.members_orphan += len(fields)
+            plan.delete(key)
+        read_model.execute(plan)
+    return found
+
+
+def _remove_orphan_members(snap: ChangeLog, read_model: ReadModel, key: str, report: RepairReport,
+                           chunk: int) -> None:
+    """ZSCAN one index in chunks; a member is an orphan unless its row (as MySQL has it) implies it."""
+    entity = "listings" if key.startswith("listings:") else "bookings" if key.endswith(":bookings") else "payments"
+    for members in read_model.members(key, chunk):
+        ids = {member: int(member) if member.isascii() and member.isdigit() else None for member in members}
+        current = snap.rows(entity, [i for i in ids.values() if i is not None], MEMBERSHIP_COLUMNS[entity])
+        plan = Plan()
+        for member, entity_id in ids.items():
+            row = current.get(entity_id) if entity_id is not None else None
+            if row is None or (key, member) not in memberships(entity, encode_row(entity, row)):
+                report.members_orphan += 1
+                plan.zrem(key, member)
+        read_model.execute(plan)
+
+
+def _repair_rows(snap: ChangeLog, read_model: ReadModel, entity: str, report: RepairReport, chunk: int) -> int:
+    """Each chunk of rows: their hashes, their index memberships (ZSCORE each) and, for listings, their nights,
+    compared with what the rows imply and repaired; returns how many rows were read."""
+    after, count = 0, 0
+    while rows := snap.rows_after(entity, after, chunk):
+        after, count = rows[-1]["id"], count + len(rows)
+        occupying: list[tuple[int, int, dt.date, dt.date]] = []
+        looked_up = [row_key(entity, row["id"]) for row in rows]
+        if entity == "listings":
+            by_listing = snap.occupying_bookings([row["id"] for row in rows], ALL_DAYS[0], ALL_DAYS[1])
+            occupying = [(listing_id, *booking) for listing_id, bookings in by_listing.items() for booking in bookings]
+            looked_up += [nights_key(row["id"]) for row in rows]
+        wanted = full_model({entity: rows}, occupying)
+        actual = read_model.hashes(looked_up)
+        pairs = [(key, member) for key, (kind, value) in wanted.items() if kind == ZSET for member in value]
+        for (key, member), score in read_model.scores(pairs).items():
+            if score is not None:
+                actual.setdefault(key, (ZSET, {}))[1][member] = score
+        plan, found = plan_repair(wanted, actual)
+        report.add(found)
+        read_model.execute(plan)
+    return count
 
 
 def ensure_loaded(change_log: ChangeLog, read_model: ReadModel) -> dict | None:

@@ -1,0 +1,102 @@
+"""Listing search as one Lua script run inside Redis: the filters are answered by the indexes, the work is capped.
+
+Why a script: the page is found where the data is, in one round trip, without shipping candidates to Python.
+Why capped: the dates filter is checked per candidate (a listing's nights hash), so a stay that almost every
+listing has booked would otherwise walk the whole index; after WORK_BUDGET units the script stops and answers
+what it found with a cursor at the last listing it examined, and the client goes on from there.
+
+KEYS: the indexes to merge in (price, member) order (search_indexes(): one, or the capacity buckets).
+ARGV: key prefix, max price ("+inf" or an integer), cursor price ("" for none), cursor member, limit, work
+      budget, guests to check per candidate (0: none; set only above GUEST_BUCKETS), then the stay's nights.
+Returns {cursor price or "", cursor member or "", listing hash (flat), ...}: a cursor when more may follow.
+Single instance only: the listing and nights keys it reads are derived inside the script (not in KEYS), which
+Redis Cluster would refuse; the read model lives in one Redis (README).
+"""
+from __future__ import annotations
+
+WORK_BUDGET = 4000  # units per request: one per candidate examined, plus one per night checked for it
+
+SCRIPT = """
+local prefix, max_price = ARGV[1], ARGV[2]
+local after_price, after_member = ARGV[3], ARGV[4]
+local limit, budget, check_guests = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local nights = {}
+for i = 8, #ARGV do nights[#nights + 1] = ARGV[i] end
+local high = math.huge
+if max_price ~= '+inf' then high = tonumber(max_price) end
+local CHUNK = 64  -- index members fetched per ZRANGE of one source
+
+local sources = {}
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    local rank = 0
+    if after_price ~= '' then
+      -- The first member after (price, member): members of equal price sit in member order between these two
+      -- ranks, found by bisection, so a run of equal prices is never walked.
+      rank = redis.call('ZCOUNT', key, '-inf', '(' .. after_price)
+      local hi = redis.call('ZCOUNT', key, '-inf', after_price)
+      while rank < hi do
+        local mid = math.floor((rank + hi) / 2)
+        if redis.call('ZRANGE', key, mid, mid)[1] <= after_member then rank = mid + 1 else hi = mid end
+      end
+    end
+    sources[#sources + 1] = {key = key, rank = rank, buf = {}, pos = 1, done = false}
+  end
+end
+
+local function head(s)
+  if s.pos > #s.buf then
+    if s.done then return nil end
+    local got = redis.call('ZRANGE', s.key, s.rank, s.rank + CHUNK - 1, 'WITHSCORES')
+    s.rank = s.rank + #got / 2
+    if #got < 2 * CHUNK then s.done = true end
+    s.buf, s.pos = {}, 1
+    for i = 1, #got, 2 do
+      local price = tonumber(got[i + 1])
+      if price > high then s.done = true break end
+      s.buf[#s.buf + 1] = {got[i], price}
+    end
+    if #s.buf == 0 then s.done = true return nil end
+  end
+  return s.buf[s.pos]
+end
+
+local found, spent, last, capped = {}, 0, nil, false
+local cost = 1 + #nights
+while #found <= limit do
+  local best, from = nil, nil
+  for _, s in ipairs(sources) do
+    local h = head(s)
+    if h and (best == nil or h[2] < best[2] or (h[2] == best[2] and h[1] < best[1])) then best, from = h, s end
+  end
+  if best == nil then break end
+  if spent + cost > budget and spent > 0 then capped = true break end
+  from.pos = from.pos + 1
+  spent = spent + cost
+  last = best
+  local id = string.gsub(best[1], '^0+', '')
+  local key = prefix .. 'listing:' .. id
+  local ok = true
+  if check_guests > 0 then
+    ok = (tonumber(redis.call('HGET', key, 'max_guests')) or 0) >= check_guests
+  end
+  if ok and #nights > 0 then
+    local booked = redis.call('HMGET', key .. ':nights', unpack(nights))
+    for i = 1, #booked do
+      if booked[i] then ok = false break end
+    end
+  end
+  if ok then found[#found + 1] = {best, key} end
+end
+
+local reply = {'', ''}
+local n = #found
+if n > limit then
+  n = limit
+  reply = {string.format('%d', found[limit][1][2]), found[limit][1][1]}
+elseif capped then
+  reply = {string.format('%d', last[2]), last[1]}
+end
+for i = 1, n do reply[#reply + 1] = redis.call('HGETALL', found[i][2]) end
+return reply
+"""
