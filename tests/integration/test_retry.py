@@ -13,6 +13,7 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 
@@ -264,6 +265,46 @@ def test_two_retry_runs_at_the_same_time_publish_each_request_once_and_book_each
         assert len(confirmed) == 1
     assert {r["status"] for r in rows("SELECT status FROM booking_retries WHERE booking_key IN %s", keys)} == {
         "succeeded"}
+
+
+def test_a_claim_chosen_as_deadlock_victim_is_run_again_and_claims_each_row_once(mysql_db):
+    """Two retry runs claiming while payment_fn closes re-driven rows once made InnoDB pick a claim as deadlock
+    victim (error 1213, seen in a full-suite run at load 16), and the whole run failed. The victim's transaction
+    is rolled back whole, so the claim is simply run again."""
+    import pymysql
+
+    from booking_core.adapters.mysql import ConnectionHolder
+    from booking_core.adapters.mysql_retries import MySqlRetryStore
+    from booking_core.domain.retries import plan_step
+
+    keys = [new_key("victim"), new_key("victim")]
+    for key in keys:
+        park(key, parse_booking_request(booking_body(listing_id=29)))
+    victims = []
+
+    class FirstClaimLosesADeadlock(ConnectionHolder):
+        @contextmanager
+        def transaction(self):
+            with super().transaction() as cur:
+                execute = cur.execute
+
+                def execute_or_lose(sql, args=None):
+                    if "status='in_flight'" in sql and not victims:
+                        victims.append(sql)
+                        raise pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock")
+                    return execute(sql, args)
+
+                cur.execute = execute_or_lose
+                yield cur
+
+    now = dt.datetime.now(dt.UTC)
+    claimed = MySqlRetryStore(FirstClaimLosesADeadlock()).claim_due(
+        now, 10, lambda row: plan_step(row, now, now.date(), 5, 60), keys)
+
+    assert victims, "the first claim never reached its UPDATE"
+    assert sorted(row.booking_key for row, _ in claimed) == sorted(keys)
+    assert [(r["status"], r["attempts"]) for r in rows("SELECT status, attempts FROM booking_retries"
+                                                       " WHERE booking_key IN %s", keys)] == [("in_flight", 1)] * 2
 
 
 def test_when_the_run_cannot_publish_the_row_is_pending_again_with_the_error_and_the_rest_untouched(mysql_db,

@@ -1,10 +1,12 @@
 """MySQL connections (pymysql): settings with the AWS secret applied, per-thread connections, transactions."""
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import pymysql
 import pymysql.cursors
@@ -16,6 +18,10 @@ from booking_core.ports import DatabaseUnavailable
 OUTAGE_ERRORS = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
 # A DictCursor: its rows are dicts of column values, typed by the SQL rather than by Python.
 Cursor = Any
+# Deadlock victim, lock wait timeout: the block's connection is dropped (guarded), so its whole transaction is
+# rolled back and running it again is safe, as MySQL's manual asks applications to.
+LOCK_CONFLICT_ERRNOS = frozenset({1205, 1213})
+T = TypeVar("T")
 
 
 def mysql_settings() -> MySqlSettings:
@@ -97,3 +103,21 @@ def guarded(conn: pymysql.connections.Connection, on_broken: Callable[[], None],
         except OUTAGE_ERRORS:
             on_broken()
         raise
+
+
+def lost_a_lock_conflict(exc: BaseException) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, pymysql.err.OperationalError) and bool(cause.args) and \
+        cause.args[0] in LOCK_CONFLICT_ERRNOS
+
+
+def run_again_after_lock_conflicts(run: Callable[[], T], attempts: int = 3) -> T:
+    """`run` (one transaction) again, after a short random pause, when InnoDB chose it as a deadlock victim."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return run()
+        except DatabaseUnavailable as exc:
+            if attempt == attempts or not lost_a_lock_conflict(exc):
+                raise
+            time.sleep(random.uniform(0, 0.05 * attempt))
+    raise AssertionError("unreachable")

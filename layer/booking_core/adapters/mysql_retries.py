@@ -5,7 +5,7 @@ import datetime as dt
 import json
 from collections.abc import Callable, Iterable
 
-from booking_core.adapters.mysql import ConnectionHolder, Cursor
+from booking_core.adapters.mysql import ConnectionHolder, Cursor, run_again_after_lock_conflicts
 from booking_core.adapters.mysql_decisions import decision_from_json, insert_decision
 from booking_core.domain.model import Decision, RequestBooking, ValidationError, parse_booking_request
 from booking_core.domain.retries import GIVE_UP, RetryRow, Step
@@ -82,6 +82,11 @@ class MySqlRetryStore:
         keys = list(booking_keys) if booking_keys is not None else None
         if keys == []:
             return []
+        # Two runs, or a run and payment_fn closing rows, can deadlock on the due index: the victim claims again.
+        return run_again_after_lock_conflicts(lambda: self._claim_due_once(now, limit, plan, keys))
+
+    def _claim_due_once(self, now: dt.datetime, limit: int, plan: Callable[[RetryRow], Step],
+                        keys: list[str] | None) -> list[tuple[RetryRow, Step]]:
         where_keys = " AND booking_key IN %s" if keys else ""
         claimed = []
         with self._connections.transaction() as cur:
