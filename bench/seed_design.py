@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import threading
 import time
 
@@ -47,6 +48,9 @@ class InMemoryDecisionStore:
             entry[1] = decision
         entry[0].set()
         return True
+
+    def save_many(self, decisions: list[Decision]) -> list[bool]:
+        return [self.save(d) for d in decisions]
 
     def release(self, booking_key: str, user_id: int) -> None:
         with self._lock:
@@ -100,6 +104,14 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     function = api.api_function(template.functions())
     function.apply_environment()
+    # The same sign-in as the stack's gateway: the measured stack's user pool (its /config.json says which); without
+    # it every booking would be answered 401 and the comparison would measure nothing.
+    from infra.local.stack import api_url
+    from infra.local.token import web_config
+
+    cognito = web_config(api_url())
+    os.environ.update({"COGNITO_ENDPOINT": cognito["cognitoEndpoint"], "COGNITO_USER_POOL_ID": cognito["userPoolId"],
+                       "COGNITO_CLIENT_ID": cognito["userPoolClientId"], "AWS_REGION": cognito["region"]})
     logs.setup("seed_design")
     store = InMemoryDecisionStore()
     bootstrap.override("decision_store", store)

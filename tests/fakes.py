@@ -4,7 +4,16 @@ from __future__ import annotations
 from booking_core.adapters.sandbox_payments import sandbox_outcome, sandbox_refund_outcome
 from booking_core.domain import model
 from booking_core.domain.model import Decision, Hold, ListingTerms
-from booking_core.ports import ChargeResult, RefundResult, TransientPaymentError
+from booking_core.ports import (
+    CHARGED,
+    DECLINED_CHARGE,
+    FAILED,
+    UNREACHED,
+    ChargeResult,
+    RefundResult,
+    TransientPaymentError,
+    charge_one_by_one,
+)
 
 
 class FakeBookingRepository:
@@ -15,6 +24,9 @@ class FakeBookingRepository:
         self.payments: dict[str, dict] = {}
         self.decisions: dict[str, Decision] = {}
         self.retries: dict[str, dict] = {}
+        self.request_hashes: dict[str, str] = {}
+        self.hold_calls: list[list[str]] = []    # the keys of each hold_many call
+        self.finish_calls: list[list[str]] = []  # the keys of each finish_many call
 
     def _final(self, decision):
         self.decisions[decision.booking_key] = decision
@@ -22,26 +34,93 @@ class FakeBookingRepository:
             self.retries[decision.booking_key]["status"] = "succeeded"
         return decision
 
-    def hold(self, booking_key, request):
-        if booking_key in self.decisions:
-            return self.decisions[booking_key]
-        existing = self.bookings.get(booking_key)
-        if existing and existing["status"] in ("held", "confirmed"):
-            return Hold(existing["id"], request.user_id, existing["amount"], "EUR")
+    def _refusal(self, booking_key, request, ignoring=()):
         listing = self.listings.get(request.listing_id)
         terms = listing and ListingTerms(listing["active"], listing["max_guests"], listing["price"], listing["currency"])
-        overlaps = any(key != booking_key and b["listing_id"] == request.listing_id
+        overlaps = any(key != booking_key and key not in ignoring and b["listing_id"] == request.listing_id
                        and b["status"] in ("held", "confirmed")
                        and b["check_in"] < request.check_out and b["check_out"] > request.check_in
                        for key, b in self.bookings.items())
-        refused = model.refusal(request, terms, request.user_id in self.users, overlaps)
+        return model.refusal(request, terms, request.user_id in self.users, overlaps)
+
+    def hold(self, booking_key, request, ignoring=()):
+        first_hash = self.request_hashes.setdefault(booking_key, request.fingerprint())
+        if booking_key in self.decisions:
+            if first_hash != request.fingerprint():
+                return model.key_reused(booking_key)
+            return self.decisions[booking_key]
+        existing = self.bookings.get(booking_key)
+        if existing and existing["status"] in ("held", "confirmed"):
+            if first_hash != request.fingerprint():
+                return model.key_reused(booking_key)
+            return Hold(existing["id"], request.user_id, existing["amount"], "EUR")
+        self.request_hashes[booking_key] = request.fingerprint()  # released (parked) before: re-held as sent now
+        refused = self._refusal(booking_key, request, ignoring)
         if refused is not None:
             return self._final(Decision.rejected(booking_key, refused.reason, refused.detail))
+        listing = self.listings[request.listing_id]
         amount = listing["price"] * request.nights
         booking_id = existing["id"] if existing else len(self.bookings) + 1
         self.bookings[booking_key] = {"id": booking_id, "listing_id": request.listing_id, "status": "held",
                                       "check_in": request.check_in, "check_out": request.check_out, "amount": amount}
         return Hold(booking_id, request.user_id, amount, "EUR")
+
+    def hold_many(self, requests):
+        """`hold` for each request in order, as the MySQL repository answers: a request whose nights overlap a stay
+        an earlier request of this call holds (or waits for) waits (None); a booking this call carries on blocks only
+        the requests before its key."""
+        assert len({key for key, _ in requests}) == len(requests), "the keys of one call are distinct"
+        self.hold_calls.append([key for key, _ in requests])
+        answers, holding, claimed = [], set(), []
+        for key, request in requests:
+            existing = self.bookings.get(key)
+            if key in self.decisions or (existing and existing["status"] in ("held", "confirmed")):
+                answer = self.hold(key, request)
+                if isinstance(answer, Hold) and existing["status"] == "held":
+                    holding.add(key)
+                    claimed.append(request)
+                answers.append(answer)
+                continue
+            overlapping = [k for k, b in self.bookings.items() if k != key and b["listing_id"] == request.listing_id
+                           and b["status"] in ("held", "confirmed")
+                           and b["check_in"] < request.check_out and b["check_out"] > request.check_in]
+            blocked = any(k not in holding or self.bookings[k]["status"] != "held" for k in overlapping)
+            listing = self.listings.get(request.listing_id)
+            terms = listing and ListingTerms(listing["active"], listing["max_guests"], listing["price"],
+                                             listing["currency"])
+            refused = model.refusal(request, terms, request.user_id in self.users, blocked)
+            if refused is not None:
+                self.request_hashes.setdefault(key, request.fingerprint())
+                answers.append(self._final(Decision.rejected(key, refused.reason, refused.detail)))
+                continue
+            waits = any(r.listing_id == request.listing_id and r.check_in < request.check_out
+                        and r.check_out > request.check_in for r in claimed)
+            claimed.append(request)
+            if waits:
+                answers.append(None)
+                continue
+            answer = self.hold(key, request, ignoring=holding)
+            assert isinstance(answer, Hold)
+            holding.add(key)
+            answers.append(answer)
+        return answers
+
+    def finish_many(self, outcomes):
+        self.finish_calls.append([o.booking_key for o in outcomes])
+        answers = []
+        for o in outcomes:
+            if o.kind == CHARGED:
+                answers.append(self.confirm(o.booking_key, o.request, o.hold, o.provider, o.provider_ref))
+            elif o.kind == DECLINED_CHARGE:
+                answers.append(self.release_declined(o.booking_key, o.request, o.hold, o.provider, o.provider_ref,
+                                                     o.decline_code))
+            elif o.kind == UNREACHED:
+                answers.append(self.park(o.booking_key, o.request, o.hold, o.reason, o.detail))
+            elif o.kind == FAILED:
+                answers.append(self.abandon(o.booking_key, o.request, o.hold, o.reason, o.detail))
+            else:
+                raise ValueError(o.kind)
+        return answers
 
     def _decided_meanwhile(self, booking_key):
         if booking_key in self.decisions:
@@ -147,6 +226,7 @@ class InMemorySandboxProvider:
         self.charged_cents: dict[str, int] = {}
         self.refunds: dict[str, RefundResult] = {}
         self.calls = 0
+        self.batches: list[list[str]] = []  # the keys of each charge_many call
         self.outage = False
 
     def charge(self, idempotency_key, amount_cents, currency, token) -> ChargeResult:
@@ -159,6 +239,10 @@ class InMemorySandboxProvider:
         self.ledger[idempotency_key] = result
         self.charged_cents[idempotency_key] = amount_cents
         return result
+
+    def charge_many(self, charges):
+        self.batches.append([c.idempotency_key for c in charges])
+        return charge_one_by_one(self.charge, charges)
 
     def find_charge(self, idempotency_key):
         import dataclasses

@@ -6,7 +6,7 @@ errors), never importing a service. `bootstrap` wires one to the other; tests pa
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -73,12 +73,28 @@ class RefundResult:
     failure_code: str | None = None
 
 
+@dataclass(frozen=True)
+class Charge:
+    """One charge of a batch: `amount_cents` in `currency` with `token`, once per idempotency key."""
+
+    idempotency_key: str
+    amount_cents: int
+    currency: str
+    token: str
+
+
 class PaymentProvider(Protocol):
     name: str
 
     def charge(self, idempotency_key: str, amount_cents: int, currency: str, token: str) -> ChargeResult:
         """Charge once per idempotency key (a repeat returns the first result); TransientPaymentError if the
         provider could not decide."""
+        ...
+
+    def charge_many(self, charges: Sequence[Charge]) -> list[ChargeResult | Exception]:
+        """Each charge as `charge` makes it, in order: its result, or the error it met (TransientPaymentError:
+        may succeed later; anything else: no retry cures it). Raises only when no answer of the list is known
+        (an outage: OUTAGES)."""
         ...
 
     def refund(self, idempotency_key: str, provider_ref: str, amount_cents: int) -> RefundResult:
@@ -91,32 +107,61 @@ class PaymentProvider(Protocol):
         ...
 
 
+def charge_one_by_one(charge: Callable[[str, int, str, str], ChargeResult],
+                      charges: Sequence[Charge]) -> list[ChargeResult | Exception]:
+    """`charge_many` for a provider that takes one charge per call (Stripe: one PaymentIntent per booking, keyed by
+    it): each error is that charge's answer, except an outage, which stops the list."""
+    answers: list[ChargeResult | Exception] = []
+    for item in charges:
+        try:
+            answers.append(charge(item.idempotency_key, item.amount_cents, item.currency, item.token))
+        except OUTAGES:
+            raise
+        except Exception as exc:  # noqa: BLE001 - this charge's answer; the caller decides what it means
+            answers.append(exc)
+    return answers
+
+
 # -- the write side -----------------------------------------------------------------------------------------
+
+CHARGED = "charged"          # the provider took the money: confirm
+DECLINED_CHARGE = "declined"  # the provider declined: release, record the declined payment
+UNREACHED = "unreached"      # the provider stayed away (transient): release and park for a retry
+FAILED = "failed"            # something no retry cures: release and reject (`reason`, `detail`)
+
+
+@dataclass(frozen=True)
+class PaymentOutcome:
+    """How the payment of a held request ended, for the repository to record (`BookingRepository.finish_many`)."""
+
+    kind: str  # CHARGED | DECLINED_CHARGE | UNREACHED | FAILED
+    booking_key: str
+    request: RequestBooking
+    hold: Hold
+    provider: str = ""
+    provider_ref: str = ""
+    decline_code: str | None = None
+    reason: str = ""   # UNREACHED: the retry reason; FAILED: the rejection reason
+    detail: str = ""   # UNREACHED: the error kept for operators; FAILED: the rejection's detail
+    request_hash: str | None = None  # the stored request's hash when `request` is rebuilt (a stale hold); None: its own
 
 
 class BookingRepository(Protocol):
-    def hold(self, booking_key: str, request: RequestBooking) -> Hold | Decision:
-        """Under a lock on the listing: the key's stored final Decision if it has one; else hold the dates
-        (→ Hold, also the existing hold of a redelivered request) or refuse (→ a newly stored final Decision)."""
+    def hold_many(self, requests: Sequence[tuple[str, RequestBooking]]) -> list[Hold | Decision | None]:
+        """In one transaction, under locks on the requests' listings (taken in id order, so two calls never wait on
+        each other in a cycle), for each (distinct) key in order: its stored final Decision if it has one; else
+        hold the dates (→ Hold, also the existing hold of a redelivered request), refuse (→ a newly stored final
+        Decision), or None when its nights overlap a hold made by this call for an earlier request: its answer
+        depends on that request's outcome, so it is asked again once that one is decided."""
         ...
 
-    def confirm(self, booking_key: str, request: RequestBooking, hold: Hold, provider: str,
-                provider_ref: str) -> Decision:
-        """Mark the hold confirmed, record the captured payment and the decision, in one transaction — unless the
-        key was decided meanwhile (cancelled, its hold expired) or the booking is no longer held: then the hold is
-        released and that decision returned (not confirmed: the caller refunds the charge)."""
-        ...
-
-    def release_declined(self, booking_key: str, request: RequestBooking, hold: Hold, provider: str,
-                         provider_ref: str, decline_code: str | None) -> Decision:
-        """Release the hold, record the declined payment and the rejection, in one transaction (or return the
-        decision stored meanwhile)."""
-        ...
-
-    def abandon(self, booking_key: str, request: RequestBooking, hold: Hold, reason: str,
-                detail: str) -> Decision:
-        """Release the hold and store a final rejection: the request cannot be completed (or return the decision
-        stored meanwhile)."""
+    def finish_many(self, outcomes: Sequence[PaymentOutcome]) -> list[Decision]:
+        """Record how each held request's payment ended, in one transaction, and return each key's decision:
+        CHARGED confirms (booking confirmed, captured payment, confirmation email queued, decision); DECLINED_CHARGE
+        releases and records the declined payment and the rejection; UNREACHED releases and parks the request in
+        the retry table (→ `queued`); FAILED releases and stores the rejection. A key decided meanwhile (cancelled,
+        its hold expired) or whose booking is no longer held keeps that decision, its hold released (a CHARGED one
+        not confirmed: the caller refunds the charge)."""
         ...
 
     def park(self, booking_key: str, request: RequestBooking, hold: Hold | None, reason: str,
@@ -165,6 +210,10 @@ class DecisionStore(Protocol):
 
     def save(self, decision: Decision) -> bool:
         """Store a decision and wake its waiters; False when a final decision was already there."""
+        ...
+
+    def save_many(self, decisions: list[Decision]) -> list[bool]:
+        """`save` for each decision, in order (one round trip where the store can)."""
         ...
 
     def get(self, booking_key: str) -> Decision | None: ...

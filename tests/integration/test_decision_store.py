@@ -103,3 +103,34 @@ def test_a_key_pending_too_long_is_stranded_with_its_request_until_decided_or_re
     store.save(Decision(key, model.CONFIRMED, booking_id=3))
     assert key not in [k for k, _, _ in store.stranded(older_than_s=0, limit=10_000)]
     assert redis_client.zscore(f"{store.prefix}pending", key) is None
+
+
+def test_a_batch_of_decisions_is_saved_in_one_pipeline_as_saving_each_would(store, redis_client):
+    keys = [_key() for _ in range(3)]
+    for key in keys:
+        store.claim(key, _request())
+    store.save(Decision(keys[1], model.CONFIRMED, booking_id=5))
+    woken: list = []
+    waiter = threading.Thread(target=lambda: woken.append(store.wait_decided(keys[0], 5, known_pending=True)))
+    waiter.start()
+
+    saved = store.save_many([Decision(keys[0], model.CONFIRMED, booking_id=4),
+                             Decision(keys[1], model.QUEUED, reason="transient_payment_failure"),  # final stays
+                             Decision.rejected(keys[2], model.UNAVAILABLE)])
+
+    waiter.join(5)
+    assert saved == [True, False, True]
+    assert [store.get(k).status for k in keys] == [model.CONFIRMED, model.CONFIRMED, model.REJECTED]
+    assert woken and woken[0].booking_id == 4
+    assert redis_client.zscore(f"{store.prefix}pending:{USER}", keys[2]) is None  # left the user's pending set
+
+
+def test_a_redis_that_does_not_know_the_script_is_given_it_and_the_batch_is_saved(store):
+    from booking_core.adapters import redis_decision_store as module
+
+    # A script this server has never seen (as after a restart): same body, another digest.
+    unseen = module._SAVE + f"\n-- {uuid.uuid4().hex}\n"
+    store._scripts[module._SAVE] = store.redis.register_script(unseen)
+    keys = [_key() for _ in range(2)]
+    assert store.save_many([Decision(k, model.CONFIRMED) for k in keys]) == [True, True]
+    assert [store.get(k).status for k in keys] == [model.CONFIRMED, model.CONFIRMED]

@@ -9,6 +9,7 @@ import pytest
 
 from booking_core import bootstrap
 from booking_core.domain.model import Hold, RequestBooking
+from booking_core.ports import charge_one_by_one
 from tests.support import sql_rows
 
 pytestmark = pytest.mark.integration
@@ -95,6 +96,9 @@ class ExplodingProvider:
     def charge(self, idempotency_key, amount_cents, currency, token):
         raise ValueError("Incorrect string value for column 'token'")
 
+    def charge_many(self, charges):
+        return charge_one_by_one(self.charge, charges)
+
     def refund(self, idempotency_key, provider_ref, amount_cents):
         self.refunds.append(idempotency_key)
 
@@ -130,6 +134,9 @@ class CancellingProvider:
         result = self.real.charge(*args)
         self.cancel()
         return result
+
+    def charge_many(self, charges):
+        return charge_one_by_one(self.charge, charges)
 
     def refund(self, *args):
         return self.real.refund(*args)

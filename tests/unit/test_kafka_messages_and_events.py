@@ -62,3 +62,26 @@ def test_sample_events_parse(name):
     request, _ = messages.decode_request(records[0].key, records[0].value)
     assert request.listing_id > 0
     assert base64.b64decode(load_event(name)["records"][f"booking-requests-{records[0].partition}"][0]["key"])
+
+
+def test_the_decisions_listener_saves_its_batch_at_once_in_the_records_order():
+    from booking_core.services.kafka_batches import process_decisions
+
+    class Store:
+        def __init__(self):
+            self.calls = []
+
+        def save_many(self, decisions):
+            self.calls.append([(d.booking_key, d.status) for d in decisions])
+            return [d.booking_key != "2.b" for d in decisions]
+
+    store = Store()
+    event = build_event([
+        ("booking-decisions", 0, 1, 0, b"1.a", messages.encode_decision(Decision("1.a", "confirmed")), []),
+        ("booking-decisions", 0, 2, 0, b"bad", b"{nope", []),
+        ("booking-decisions", 1, 7, 0, b"2.b", messages.encode_decision(Decision.rejected("2.b", "unavailable")), []),
+        ("booking-decisions", 1, 8, 0, b"3.c", messages.encode_decision(Decision("other", "queued")), []),
+    ])
+    summary = process_decisions(event, store)
+    assert store.calls == [[("1.a", "confirmed"), ("2.b", "rejected"), ("3.c", "queued")]]  # stored by record key
+    assert summary == {"stored": 2, "kept_final": 1, "invalid_without_key": 1}

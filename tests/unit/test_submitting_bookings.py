@@ -43,6 +43,9 @@ class FakeDecisionStore:
                 waiting.discard(decision.booking_key)
         return True
 
+    def save_many(self, decisions):
+        return [self.save(d) for d in decisions]
+
     def release(self, key, user_id):
         self.entries.pop(key, None)
         self.pending.get(user_id, set()).discard(key)

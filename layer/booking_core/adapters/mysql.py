@@ -74,10 +74,14 @@ class ConnectionHolder:
                 pass
 
     @contextmanager
-    def transaction(self) -> Iterator[Cursor]:
-        """A cursor in one transaction: commit on success, rollback on error; outages become DatabaseUnavailable."""
+    def transaction(self, read_committed: bool = False) -> Iterator[Cursor]:
+        """A cursor in one transaction: commit on success, rollback on error; outages become DatabaseUnavailable.
+        `read_committed`: this transaction reads the latest committed rows and its locking reads lock no gaps (the
+        session's level, REPEATABLE READ, stays for the next)."""
         conn = self.get()
         with guarded(conn, self.discard), conn.cursor() as cur:
+            if read_committed:
+                cur.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
             yield cur
 
 

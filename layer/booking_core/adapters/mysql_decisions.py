@@ -20,6 +20,17 @@ def insert_decision(cur: Cursor, decision: Decision, request_hash: str) -> Decis
     return decision
 
 
+def insert_decisions(cur: Cursor, decisions: list[tuple[Decision, str]]) -> None:
+    """`insert_decision` for many (decision, request hash) pairs, in one statement."""
+    if decisions:
+        cur.executemany(
+            "INSERT INTO decisions (booking_key, request_hash, status, reason, booking_id, decision_json)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE booking_key = booking_key",
+            [(d.booking_key, request_hash, d.status, d.reason, d.booking_id, json.dumps(d.to_dict()))
+             for d, request_hash in decisions],
+        )
+
+
 def decision_from_json(decision_json: str) -> Decision:
     """A decision as stored in decision_json."""
     return Decision.from_dict(json.loads(decision_json))

@@ -18,27 +18,34 @@ from booking_core.domain.model import Hold, RequestBooking
 log = logging.getLogger(__name__)
 
 
-def enqueue_confirmation_email(cur: Cursor, booking_key: str, request: RequestBooking, hold: Hold) -> None:
-    """Queue the booking's confirmation email in the caller's (confirm) transaction; once per booking."""
-    cur.execute(
-        "SELECT u.email, u.name, l.title, l.city FROM users u JOIN listings l ON l.id=%s WHERE u.id=%s",
-        (request.listing_id, hold.user_id),
-    )
-    row = cur.fetchone()
-    if row is None or not row["email"]:
-        log.warning("no email address for the booking's user; no confirmation email queued",
-                    extra={"booking_id": hold.booking_id, "user_id": hold.user_id})
+def enqueue_confirmation_emails(cur: Cursor, confirmed: list[tuple[str, RequestBooking, Hold]]) -> None:
+    """Queue each confirmed booking's email in the caller's (confirm) transaction; once per booking. One read of
+    the users and listings named, one insert."""
+    if not confirmed:
         return
-    email = confirmation_email(
-        booking_id=hold.booking_id, recipient=row["email"], guest_name=row["name"],
-        listing_title=row["title"], city=row["city"], check_in=request.check_in, check_out=request.check_out,
-        guests=request.guests, amount_cents=hold.amount_cents, currency=hold.currency,
-    )
     cur.execute(
-        "INSERT INTO email_outbox (booking_id, booking_key, recipient, subject, body) VALUES (%s, %s, %s, %s, %s)"
-        " ON DUPLICATE KEY UPDATE booking_id=booking_id",
-        (hold.booking_id, booking_key, email.recipient, email.subject, email.body),
+        "SELECT 'user' AS kind, id, email AS a, name AS b FROM users WHERE id IN %s"
+        " UNION ALL SELECT 'listing', id, title, city FROM listings WHERE id IN %s",
+        (tuple({hold.user_id for _, _, hold in confirmed}), tuple({r.listing_id for _, r, _ in confirmed})),
     )
+    found = {(row["kind"], row["id"]): row for row in cur.fetchall()}
+    rows = []
+    for booking_key, request, hold in confirmed:
+        user, listing = found.get(("user", hold.user_id)), found.get(("listing", request.listing_id))
+        if user is None or listing is None or not user["a"]:
+            log.warning("no email address for the booking's user; no confirmation email queued",
+                        extra={"booking_id": hold.booking_id, "user_id": hold.user_id})
+            continue
+        email = confirmation_email(
+            booking_id=hold.booking_id, recipient=user["a"], guest_name=user["b"],
+            listing_title=listing["a"], city=listing["b"], check_in=request.check_in, check_out=request.check_out,
+            guests=request.guests, amount_cents=hold.amount_cents, currency=hold.currency,
+        )
+        rows.append((hold.booking_id, booking_key, email.recipient, email.subject, email.body))
+    if rows:
+        cur.executemany(
+            "INSERT INTO email_outbox (booking_id, booking_key, recipient, subject, body) VALUES (%s, %s, %s, %s, %s)"
+            " ON DUPLICATE KEY UPDATE booking_id=booking_id", rows)
 
 
 class MySqlEmailOutbox:

@@ -21,6 +21,13 @@ def close_retry(cur: Cursor, booking_key: str) -> None:
                 " WHERE booking_key=%s AND status IN %s", (booking_key, OPEN_STATUSES))
 
 
+def close_retries(cur: Cursor, booking_keys: list[str]) -> None:
+    """`close_retry` for many keys, in one statement."""
+    if booking_keys:
+        cur.execute("UPDATE booking_retries SET status='succeeded', last_error=NULL"
+                    " WHERE booking_key IN %s AND status IN %s", (tuple(booking_keys), OPEN_STATUSES))
+
+
 def upsert_retry(cur: Cursor, booking_key: str, request: RequestBooking, reason: str, error: str) -> None:
     """Save (or re-open) a retry row for the request. The retry run owns attempts and next_attempt_at."""
     cur.execute(

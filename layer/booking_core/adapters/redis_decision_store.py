@@ -170,6 +170,47 @@ class RedisDecisionStore(PrefixedRedis):
         ))
 
     @_store_errors
+    def save_many(self, decisions: list[Decision]) -> list[bool]:
+        """`save` for each decision, in order, in one round trip (a pipeline of the same script)."""
+        if not decisions:
+            return []
+        script = self._script(_SAVE)
+        calls = []
+        for decision in decisions:
+            entry, wake = self._keys(decision.booking_key)
+            owner = owner_of_booking_key(decision.booking_key)
+            keys = [entry, wake, self._all_pending] + ([self._pending_set(owner)] if owner is not None else [])
+            calls.append((len(keys), *keys, decision.status, json.dumps(decision.to_dict()),
+                          "1" if decision.is_final else "0", self.ttl_s, WAKE_TTL_S, decision.booking_key))
+        replies = self._evalsha_all(script, calls)
+        return [bool(reply) for reply in replies]
+
+    def _evalsha_all(self, script: Any, calls: list[tuple]) -> list[Any]:
+        """EVALSHA each call in one pipeline; a server that does not know the script (restarted, flushed) is given
+        it and asked again for those calls only. (redis-py's own scripts in a pipeline ask SCRIPT EXISTS first: a
+        second round trip every time.)"""
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for attempt in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            for index in todo:
+                pipe.evalsha(script.sha, *calls[index])
+            results = pipe.execute(raise_on_error=False)
+            missing = []
+            for index, result in zip(todo, results, strict=True):
+                if isinstance(result, redis.exceptions.NoScriptError) and attempt == 0:
+                    missing.append(index)
+                elif isinstance(result, Exception):
+                    raise result
+                else:
+                    replies[index] = result
+            if not missing:
+                break
+            self.redis.script_load(script.script)
+            todo = missing
+        return replies
+
+    @_store_errors
     def release(self, booking_key: str, user_id: int) -> None:
         entry, wake = self._keys(booking_key)
         pipe = self.redis.pipeline(transaction=True)

@@ -8,9 +8,10 @@ Refunds are keyed `refund-<booking key>` the same way: a second refund for a boo
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 from booking_core.adapters.mysql import ConnectionHolder
-from booking_core.ports import DECLINED, SUCCEEDED, ChargeResult, RefundResult, TransientPaymentError
+from booking_core.ports import DECLINED, SUCCEEDED, Charge, ChargeResult, RefundResult, TransientPaymentError
 
 SUCCEEDING_TOKENS = frozenset({"tok_visa", "tok_mastercard", "tok_amex"})
 DECLINING_TOKENS = frozenset({"tok_chargeDeclined", "tok_insufficientFunds"})
@@ -71,6 +72,42 @@ class MySqlSandboxProvider:
                 (idempotency_key, amount_cents, currency, token, result.status, result.provider_ref),
             )
         return result
+
+    def charge_many(self, charges: Sequence[Charge]) -> list[ChargeResult | Exception]:
+        """The charges of a batch in one transaction: one read of the ledger (and the outage switch), one insert."""
+        if not charges:
+            return []
+        with self._connections.transaction() as cur:
+            cur.execute(
+                "SELECT c.idempotency_key, c.status, c.provider_ref, (SELECT outage FROM sandbox_state WHERE id=1)"
+                " AS outage FROM (SELECT 1) AS one LEFT JOIN sandbox_charges c ON c.idempotency_key IN %s",
+                (tuple(c.idempotency_key for c in charges),),
+            )
+            rows = cur.fetchall()
+            outage = bool(rows[0]["outage"]) if rows else False
+            known = {r["idempotency_key"]: ChargeResult(r["status"], r["provider_ref"]) for r in rows if r["status"]}
+            answers: list[ChargeResult | Exception] = []
+            new_rows = []
+            for item in charges:
+                answer: ChargeResult | Exception
+                if item.idempotency_key in known:  # charged before: the first result, nothing charged again
+                    answer = known[item.idempotency_key]
+                elif outage:
+                    answer = TransientPaymentError("provider_unavailable: sandbox outage switched on")
+                else:
+                    try:
+                        answer = known[item.idempotency_key] = sandbox_outcome(item.token, item.idempotency_key)
+                    except TransientPaymentError as exc:
+                        answer = exc
+                    else:
+                        new_rows.append((item.idempotency_key, item.amount_cents, item.currency, item.token,
+                                         answer.status, answer.provider_ref))
+                answers.append(answer)
+            if new_rows:
+                cur.executemany(
+                    "INSERT IGNORE INTO sandbox_charges (idempotency_key, amount_cents, currency, token, status,"
+                    " provider_ref) VALUES (%s, %s, %s, %s, %s, %s)", new_rows)
+        return answers
 
     def find_charge(self, idempotency_key: str) -> ChargeResult | None:
         with self._connections.transaction() as cur:

@@ -32,10 +32,19 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from booking_core import config
-from booking_core.ports import DECLINED, SUCCEEDED, ChargeResult, RefundResult, TransientPaymentError
+from booking_core.ports import (
+    DECLINED,
+    SUCCEEDED,
+    Charge,
+    ChargeResult,
+    RefundResult,
+    TransientPaymentError,
+    charge_one_by_one,
+)
 
 CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = 10.0
@@ -133,6 +142,10 @@ class StripePaymentProvider:
         except stripe.StripeError as exc:
             raise self._transient(exc) from None
         return self._charge_result(intent)
+
+    def charge_many(self, charges: Sequence[Charge]) -> list[ChargeResult | Exception]:
+        """One PaymentIntent per booking, each keyed by its booking key (Stripe has no batch of intents)."""
+        return charge_one_by_one(self.charge, charges)
 
     def refund(self, idempotency_key: str, provider_ref: str, amount_cents: int) -> RefundResult:
         """Refund `amount_cents` of the booking's PaymentIntent `provider_ref`, keyed `refund-<booking key>`
