@@ -360,4 +360,5 @@ def test_make_retry_runs_the_retry_function_once_through_the_template_and_prints
     summary = json.loads(printed)
     assert summary["due"] >= 1 and summary["republished"] >= 1
     assert {"due", "republished", "still_failing", "dead", "expired", "waiting"} <= summary.keys()
-    assert final_status(http, key)["status"] == "confirmed"
+    final = final_status(http, key)
+    assert final["status"] == "confirmed", final
