@@ -4,12 +4,20 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import threading
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+# Every night a test books comes from here, so no two tests of a run meet on a listing's calendar by accident:
+# future_stay() hands out short stays from 400 days ahead (40 days per call: year ~2100 after a whole suite),
+# own_nights() whole stretches from the year 3000 on. A test that picks its own dates (a random day "far ahead")
+# will, in some run, land on nights another test already took on the same listing.
 _dates = itertools.count()
+_stretches_lock = threading.Lock()
+STRETCHES_START = dt.date(3000, 1, 1)
+_next_stretch = STRETCHES_START
 
 
 @dataclass
@@ -126,10 +134,20 @@ def add_users(base_url: str, user_ids: range) -> list[int]:
     return list(user_ids)
 
 
+def own_nights(days: int) -> dt.date:
+    """The first of `days` consecutive nights that no other caller in this test run is given, on any listing."""
+    global _next_stretch
+    with _stretches_lock:
+        first, _next_stretch = _next_stretch, _next_stretch + dt.timedelta(days=days)
+    return first
+
+
 def future_stay(nights: int = 3, offset_days: int | None = None) -> tuple[str, str]:
     """Dates far enough apart per call that tests sharing a listing do not collide by accident."""
     start = dt.date.today() + dt.timedelta(days=400 + (offset_days if offset_days is not None else next(_dates) * 40))
-    return start.isoformat(), (start + dt.timedelta(days=nights)).isoformat()
+    end = start + dt.timedelta(days=nights)
+    assert end <= STRETCHES_START, "future_stay() ran into own_nights()' stretches: give it a later start"
+    return start.isoformat(), end.isoformat()
 
 
 def booking_body(listing_id: int = 1, user_id: int = 1, nights: int = 3, token: str = "tok_visa", guests: int = 1,

@@ -13,14 +13,14 @@ from booking_core.adapters.sandbox_payments import MySqlSandboxProvider
 from booking_core.domain.model import RequestBooking
 from booking_core.ports import DatabaseUnavailable
 from booking_core.services.decide import decide_requests
-from tests.support import sql_rows
+from tests.support import own_nights, sql_rows
 
 pytestmark = pytest.mark.integration
 
 
 def _year_start() -> dt.date:
-    """A stretch of nights no other test books: a random year far ahead."""
-    return dt.date(2900 + uuid.uuid4().int % 90, 1, 1)
+    """A year of nights no other test books."""
+    return own_nights(366)
 
 
 def _request(listing_id: int, check_in: dt.date, nights: int = 2, token: str = "tok_visa") -> RequestBooking:

@@ -20,7 +20,7 @@ from kafka.partitioner.default import murmur2
 
 from booking_core import config
 from booking_core.domain import model
-from tests.support import sql_rows, wait_for
+from tests.support import own_nights, sql_rows, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -30,14 +30,17 @@ STALL_S = 4.0
 # and poller back-offs of the broker answering again; one that never recovers fails here.
 RECOVERY_BOUND_S = 45.0
 SETTLE_BOUND_S = 60.0
-LISTINGS = range(31, 41)  # the other booking tests use lower ids; each request here books its own night
+LISTINGS = range(31, 41)
+NIGHTS = 1000  # per listing: 10,000 one-night bookings, far more than the run sends
+_first_night = own_nights(NIGHTS)
 _nights = itertools.count()
 
 
 def _one_night(user_id: int) -> dict:
     """A booking of a night nobody else books: confirmed whenever it is decided."""
     n = next(_nights)
-    check_in = dt.date.today() + dt.timedelta(days=3000 + n // len(LISTINGS))
+    assert n < NIGHTS * len(LISTINGS), "the run sent more bookings than it has nights for"
+    check_in = _first_night + dt.timedelta(days=n // len(LISTINGS))
     return {"user_id": user_id, "listing_id": LISTINGS[n % len(LISTINGS)],
             "check_in": check_in.isoformat(), "check_out": (check_in + dt.timedelta(days=1)).isoformat(),
             "guests": 1, "payment_token": "tok_visa"}

@@ -9,13 +9,13 @@ import pytest
 from booking_core import bootstrap, config
 from booking_core.domain.model import RequestBooking
 from booking_core.services import maintenance
-from tests.support import sql_rows, wait_for
+from tests.support import own_nights, sql_rows, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def _request(listing_id: int = 35, user_id: int = 3) -> RequestBooking:
-    start = dt.date.today() + dt.timedelta(days=1500 + uuid.uuid4().int % 5000)
+    start = own_nights(2)
     return RequestBooking(user_id, listing_id, start, start + dt.timedelta(days=2), 1, "tok_visa")
 
 

@@ -10,7 +10,7 @@ import pytest
 from booking_core import bootstrap
 from booking_core.domain.model import Hold, RequestBooking
 from booking_core.ports import charge_one_by_one
-from tests.support import sql_rows
+from tests.support import own_nights, sql_rows
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 def test_confirming_a_key_twice_answers_the_same_payment_id(mysql_db):
     repo = bootstrap.booking_repository()
     key = f"twice-{uuid.uuid4().hex}"
-    check_in = dt.date.today() + dt.timedelta(days=3000 + uuid.uuid4().int % 3000)
+    check_in = own_nights(2)
     request = RequestBooking(2, 33, check_in, check_in + dt.timedelta(days=2), 1, "tok_visa")
     hold = repo.hold(key, request)
     assert isinstance(hold, Hold)
@@ -79,8 +79,8 @@ def _decide(key, request, payments):
     return decide_booking(key, request, bootstrap.booking_repository(), payments, quick_retries=0)
 
 
-def _stay(days_ahead: int = 0) -> tuple[dt.date, dt.date]:
-    start = dt.date.today() + dt.timedelta(days=2000 + uuid.uuid4().int % 4000 + days_ahead)
+def _stay() -> tuple[dt.date, dt.date]:
+    start = own_nights(3)
     return start, start + dt.timedelta(days=3)
 
 

@@ -20,7 +20,7 @@ import pytest
 from booking_core import bootstrap, config
 from booking_core.domain.model import FINAL_STATUSES, RequestBooking, parse_booking_request
 from tests.conftest import ROOT, load_event
-from tests.support import booking_body, future_stay, sql_rows
+from tests.support import booking_body, future_stay, own_nights, sql_rows
 
 pytestmark = pytest.mark.integration
 
@@ -351,9 +351,7 @@ def test_a_redriven_request_whose_stay_has_begun_is_rejected_and_the_status_endp
 def test_make_retry_runs_the_retry_function_once_through_the_template_and_prints_its_summary(http):
     """What `make retry` runs, against this run's stack: the template's cron event, the summary as JSON."""
     key = new_key("make")
-    # A stay of its own (a random day in 2990-2999): in a whole-suite run, listing 32's nights at future_stay()'s
-    # dates were once found booked already ('unavailable'); the source was not found in time.
-    check_in = dt.date(2990 + uuid.uuid4().int % 10, 1, 1) + dt.timedelta(days=uuid.uuid4().int % 300)
+    check_in = own_nights(3)
     stay = check_in.isoformat(), (check_in + dt.timedelta(days=3)).isoformat()
     park(key, parse_booking_request(booking_body(listing_id=32, stay=stay)))
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'layer'}"}
