@@ -279,6 +279,16 @@ class ChaosRun:
         for data in ("mysql", "redis"):  # the data is the run's alone; the logs and the report stay
             shutil.rmtree(self.work / data, ignore_errors=True)
 
+    def run_and_report(self) -> tuple[dict, Path]:
+        """The run, its stack stopped whatever happened, its report written to .local/chaos/<run>.json."""
+        try:
+            report = self.run()
+        finally:
+            self.stop()
+        path = CHAOS_DIR / f"{self.run_id}.json"
+        path.write_text(json.dumps(report, indent=2, default=str))
+        return report, path
+
     def run(self) -> dict:
         s = self.settings
         rng = random.Random(s.seed)
@@ -363,12 +373,7 @@ def main() -> int:
     chaos = ChaosRun(settings)
     print(f"chaos: {settings.seconds:.0f} s, {settings.clients} clients, {settings.faults_per_kind()} faults of each"
           f" kind, seed {settings.seed}; working in {chaos.work}", flush=True)
-    try:
-        report = chaos.run()
-    finally:
-        chaos.stop()
-    path = CHAOS_DIR / f"{chaos.run_id}.json"
-    path.write_text(json.dumps(report, indent=2, default=str))
+    report, path = chaos.run_and_report()
     print_report(report, path)
     return 1 if report["violations"] else 0
 

@@ -5,7 +5,6 @@ same run, longer (about 3 minutes, several faults of each kind).
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 
@@ -13,7 +12,7 @@ import pytest
 
 from infra.chaos import invariants
 from infra.chaos.faults import KINDS
-from infra.chaos.run import CHAOS_DIR, ChaosRun, Settings
+from infra.chaos.run import ChaosRun, Settings
 from tests.support import sql_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -22,12 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_a_short_chaos_run_injects_every_fault_kind_and_breaks_no_guarantee():
     seed = int(os.environ.get("CHAOS_SEED", "0")) or random.randint(1, 1 << 30)
     chaos = ChaosRun(Settings(seconds=35, clients=8, per_kind=1, seed=seed, settle_s=120))
-    try:
-        report = chaos.run()
-    finally:
-        chaos.stop()
-    path = CHAOS_DIR / f"{chaos.run_id}.json"
-    path.write_text(json.dumps(report, indent=2, default=str))
+    report, path = chaos.run_and_report()
 
     broken = {name: result for name, result in report["invariants"].items() if result["violations"]}
     assert broken == {}, f"seed {seed} (CHAOS_SEED={seed} reproduces the plan), report {path}"
