@@ -36,10 +36,17 @@ _SECRETS = (
 )
 
 
+# What each pattern cannot match without. The address pattern starts a match at every run of word characters and
+# backtracks: the three took ~130 us per 500-character line, more than the rest of writing it (a payment poller
+# writes two lines per booking). A line without the marker skips the pattern, with the same result.
+_MARKERS = (("eyJ",), ("@",), ("tok_", "pm_", "card_", "src_", "sk_", "rk_"))
+
+
 def scrub(text: str) -> str:
     """The text with anything shaped like an ID/access token, an email address or a payment token masked."""
-    for pattern, mask in _SECRETS:
-        text = pattern.sub(mask, text)
+    for (pattern, mask), markers in zip(_SECRETS, _MARKERS, strict=True):
+        if any(marker in text for marker in markers):
+            text = pattern.sub(mask, text)
     return text
 
 
