@@ -83,6 +83,8 @@ def test_no_token_email_address_or_payment_token_reaches_a_log_line(secret):
     "card_1234 and src_abc and rk_live_9 and pm_card_visa",
     "eyJraWQiOiJkdW1teSJ9.eyJzdWIiOiI1ODMyNzI0ZiJ9.c2lnbmF0dXJl mailed to first.last+tag@mail.example.org",
     '{"message": "confirmation email sent", "booking_id": 4711, "message_id": "<outbox-17@booking.local>"}',
+    "x.+y@a.b", "a@b.c.+x@y.z", "@a.b first", "words before, then é.ü+1@ñ.example and two@x.y", "a@b", "a@@b.c",
+    "tail-run_x.+@only", "run.é@ends.here.", "-@-.-",
 ])
 def test_scrub_masks_exactly_what_the_three_patterns_mask(text):
     """scrub skips a pattern when the line lacks what that pattern needs (speed); the result must be the same as
