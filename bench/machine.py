@@ -90,11 +90,51 @@ def cpu_snapshot() -> dict[str, int]:
         if ppid in parents:
             pids[f"{parents[ppid]} worker {stat.parent.name}"] = int(stat.parent.name)
     pids[BENCH_CLIENT] = os.getpid()
-    for binary, label in (("mariadbd", "mariadb (shared)"), ("redis-server", "redis (shared)")):
-        found = subprocess.run(["pgrep", "-x", binary], capture_output=True, text=True).stdout.split()
-        for i, pid in enumerate(found):
-            pids[f"{label}#{i}" if i else label] = int(pid)
+    pids.update(_servers())
     return {name: ticks for name, pid in pids.items() if (ticks := _cpu_ticks(pid)) is not None}
+
+
+_SERVERS: dict[str, int] = {}
+
+
+def _servers() -> dict[str, int]:
+    """The MariaDB and Redis processes listening on the stack's MYSQL_PORT and REDIS_URL port (found once).
+
+    Only those: other MariaDB/Redis servers on the machine (another stack's private ones, a test run's) are not
+    the stack's cost. They are still "shared": other clients of the same servers count in their CPU."""
+    if not _SERVERS:
+        from urllib.parse import urlparse
+
+        from booking_core import config
+
+        redis_port = urlparse(config.redis_url()).port or 6379
+        for label, port in (("mariadb (shared)", config.mysql_settings().port), ("redis (shared)", redis_port)):
+            pid = listening_pid(port)
+            if pid is not None:
+                _SERVERS[label] = pid
+    return dict(_SERVERS)
+
+
+def listening_pid(port: int) -> int | None:
+    """The process with a TCP socket listening on `port` (any address), from /proc; None when not found."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            for fd in fd_dir.iterdir():
+                if os.readlink(fd) in inodes:
+                    return int(fd_dir.parent.name)
+        except OSError:
+            continue
+    return None
 
 
 def cpu_per_item(before: dict, after: dict, items: int) -> dict:

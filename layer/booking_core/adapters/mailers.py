@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import threading
 import uuid
 from email.message import EmailMessage
@@ -18,6 +19,8 @@ from typing import Any
 from booking_core import config
 from booking_core.domain.emails import Email
 from booking_core.ports import Mailer
+
+_SAFE_KEY = re.compile(r"[A-Za-z0-9._-]{1,200}")  # a key usable as a file name as it is
 
 
 class SesMailer:
@@ -59,18 +62,30 @@ class OutboxFolderMailer:
     """Writes each email as an .eml file a person can open; the file name starts with the UTC time.
 
     An email with a message key is written once: sent again (its sender died before recording the first send, and
-    another took the stale claim), the file already there is the answer, with its Message-ID."""
+    another took the stale claim), the file already there is the answer, with its Message-ID. The file is found
+    by the key's hard link in `.keys/` (one lookup; listing the folder for `*-<key>.eml` cost 5.5 ms per email
+    at 5,000 emails, growing with each). The link is made right after the file: a sender dying between the two
+    leaves a file a later send writes again, as a send through SES would be."""
 
     enabled = True
+    KEYS = ".keys"
 
     def __init__(self, sender: str, directory: str | os.PathLike):
         self.sender = sender
         self.directory = Path(directory)
 
+    def _key_link(self, message_key: str | None) -> Path | None:
+        if not message_key or not _SAFE_KEY.fullmatch(message_key):
+            return None
+        return self.directory / self.KEYS / f"{message_key}.eml"
+
     def send(self, email: Email) -> str:
-        if email.message_key and self.directory.is_dir():
-            for sent in self.directory.glob(f"*-{email.message_key}.eml"):
-                return str(BytesParser().parsebytes(sent.read_bytes(), headersonly=True)["Message-ID"])
+        link = self._key_link(email.message_key)
+        if link is not None:
+            try:
+                return str(BytesParser().parsebytes(link.read_bytes(), headersonly=True)["Message-ID"])
+            except FileNotFoundError:
+                pass
         message = EmailMessage()
         message_id = (f"<{email.message_key}@booking.local>" if email.message_key
                       else make_msgid(domain="booking.local"))
@@ -86,6 +101,12 @@ class OutboxFolderMailer:
         partial = self.directory / (name + ".part")
         partial.write_bytes(message.as_bytes())
         partial.rename(self.directory / name)  # readers never see a half-written file
+        if link is not None:
+            link.parent.mkdir(exist_ok=True)
+            try:
+                os.link(self.directory / name, link)
+            except FileExistsError:  # another sender of the same key got there first: its file is the answer
+                pass
         return message_id
 
 
