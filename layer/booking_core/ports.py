@@ -348,6 +348,10 @@ class ChangeLog(Protocol):
 
     def rows(self, entity: str, ids: Iterable[int], columns: tuple[str, ...] | None = None) -> dict[int, dict]: ...
 
+    def encoded_rows(self, entity: str, ids: Iterable[int]) -> dict[int, dict[str, str]]:
+        """The current rows with these ids as `read_model.encode_row` writes them (the replicator's hot path)."""
+        ...
+
     def existing_ids(self, entity: str, ids: Iterable[int]) -> set[int]: ...
 
     def occupying_bookings(self, listing_ids: Iterable[int], start: dt.date,

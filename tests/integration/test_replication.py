@@ -274,3 +274,42 @@ def test_the_change_log_retention_purge_reads_an_index_not_the_whole_log(setting
     finally:
         conn.close()
     assert plan["type"] != "ALL" and plan["key"] == "ix_change_log_changed_at", plan
+
+
+def test_rows_encoded_by_mysql_are_what_encode_row_makes_of_the_typed_rows(change_log, sql):
+    """Contract: the replicator's rows, encoded to strings by MySQL (JSON_ARRAYAGG), equal encode_row of the rows
+    PyMySQL types: timestamps with microseconds, dates, the active flag, NULL columns left out, any text."""
+    ids = make_changes_on_every_table(sql)
+    odd = 'quote " backslash \\ newline \n tab \t unicode ação 東京 emoji 🏠 nul-free'
+    listing = sql("INSERT INTO listings (host_id, title, city, max_guests, nightly_price_cents, active)"
+                  " VALUES (1, %s, 'Évora', 2, 1, 0)", odd)
+    payment = sql("INSERT INTO payments (booking_id, booking_key, user_id, amount_cents, provider_ref)"
+                  " VALUES (%s, %s, %s, 5, NULL)", ids["booking"], uuid.uuid4().hex, ids["user"])
+    wanted = {"users": [1, 2, ids["user"], ids["gone_user"]], "listings": [1, 2, ids["listing"], listing],
+              "bookings": [ids["booking"], ids["released"], 10**12], "payments": [ids["payment"], payment]}
+    for entity, entity_ids in wanted.items():
+        typed = {i: rm.encode_row(entity, row) for i, row in change_log.rows(entity, entity_ids).items()}
+        assert change_log.encoded_rows(entity, entity_ids) == typed
+        assert typed  # the ids exist (those that should)
+    assert change_log.encoded_rows("listings", [listing])[listing]["title"] == odd
+    assert "provider_ref" not in change_log.encoded_rows("payments", [payment])[payment]
+    assert change_log.encoded_rows("users", []) == {} and change_log.encoded_rows("users", [10**12]) == {}
+
+
+def test_a_plan_with_a_wrong_typed_key_applies_its_other_writes_and_then_fails_like_exec(model, redis_client,
+                                                                                        prefix):
+    """The plan's script applies every op and reports the first error, as MULTI/EXEC did: a wrong-typed key
+    fails the batch (retried, then repaired by reconcile) without leaving the batch's other keys half written."""
+    import redis
+
+    redis_client.set(f"{prefix}listing:5:nights", "not a hash")
+    plan = rm.Plan()
+    plan.hset("listing:4", {"id": "4", "title": "before"})
+    plan.hset("listing:5:nights", {"2031-01-01": "9"})
+    plan.zadd("listings:by_price", rm.listing_member(4), 123456789012.25)
+    plan.hset("listing:6", {"id": "6"})
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        model.execute(plan)
+    assert redis_client.hgetall(f"{prefix}listing:4") == {"id": "4", "title": "before"}
+    assert redis_client.hgetall(f"{prefix}listing:6") == {"id": "6"}
+    assert redis_client.zscore(f"{prefix}listings:by_price", rm.listing_member(4)) == 123456789012.25

@@ -13,6 +13,7 @@ from booking_core.domain.read_model import (
     OCCUPYING_STATUSES,
     ZSET,
     decode_row,
+    encode_row,
     is_model_key,
     is_row_key,
     nights_between,
@@ -68,6 +69,9 @@ class FakeChangeLog:
 
     def rows(self, entity, ids, columns=None):
         return {i: dict(self.tables[entity][i]) for i in ids if i in self.tables[entity]}
+
+    def encoded_rows(self, entity, ids):
+        return {i: encode_row(entity, row) for i, row in self.rows(entity, ids).items()}
 
     def occupying_bookings(self, listing_ids, start, end):
         return {listing_id: [(b["id"], b["check_in"], b["check_out"]) for b in self.tables["bookings"].values()

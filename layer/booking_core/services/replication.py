@@ -29,7 +29,7 @@ from booking_core.domain.read_model import (
     is_row_key,
     memberships,
     nights_key,
-    plan_nights,
+    plan_listing_nights,
     plan_repair,
     plan_row,
     row_key,
@@ -71,8 +71,8 @@ def plan_changes(changes: list[Change], change_log: ChangeLog, read_model: ReadM
     current: dict[tuple[str, int], dict[str, str]] = {}
     for entity in ENTITIES:
         ids = [entity_id for e, entity_id in keys if e == entity]
-        for entity_id, row in change_log.rows(entity, ids).items():
-            current[(entity, entity_id)] = encode_row(entity, row)
+        for entity_id, encoded in change_log.encoded_rows(entity, ids).items():
+            current[(entity, entity_id)] = encoded
     old = read_model.stored(keys)
     plan = Plan()
     spans: dict[int, list[tuple[dt.date, dt.date]]] = {}
@@ -85,12 +85,11 @@ def plan_changes(changes: list[Change], change_log: ChangeLog, read_model: ReadM
                     spans.setdefault(span[0], []).append(span[1:])
     if spans:
         # One query for every listing of the batch over the batch's whole date range; each span then takes
-        # only its own nights (plan_nights clips), so the wider window changes nothing but the round trips.
+        # only its own nights (plan_listing_nights clips), so the wider window changes nothing but the round trips.
         occupying = change_log.occupying_bookings(spans, min(s for v in spans.values() for s, _ in v),
                                                   max(e for v in spans.values() for _, e in v))
         for listing_id in sorted(spans):
-            for start, end in _merge_spans(spans[listing_id]):
-                plan_nights(plan, listing_id, start, end, occupying[listing_id])
+            plan_listing_nights(plan, listing_id, _merge_spans(spans[listing_id]), occupying[listing_id])
     return plan
 
 
