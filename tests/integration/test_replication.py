@@ -313,3 +313,16 @@ def test_a_plan_with_a_wrong_typed_key_applies_its_other_writes_and_then_fails_l
     assert redis_client.hgetall(f"{prefix}listing:4") == {"id": "4", "title": "before"}
     assert redis_client.hgetall(f"{prefix}listing:6") == {"id": "6"}
     assert redis_client.zscore(f"{prefix}listings:by_price", rm.listing_member(4)) == 123456789012.25
+
+
+def test_a_plan_merging_thousands_of_writes_to_one_key_applies_them_all(model, redis_client, prefix):
+    """Coalesced ops reach the script as one argument list each, sent in slices (Lua's unpack has a limit)."""
+    plan = rm.Plan()
+    for i in range(1500):
+        plan.zadd("listings:by_price", rm.listing_member(i), i + 0.5)
+        plan.hset("listing:1:nights", {f"n{i}": str(i)})
+    plan.zrem("listings:by_price", rm.listing_member(3))
+    model.execute(plan)
+    assert redis_client.zcard(f"{prefix}listings:by_price") == 1499
+    assert redis_client.zscore(f"{prefix}listings:by_price", rm.listing_member(1499)) == 1499.5
+    assert redis_client.hlen(f"{prefix}listing:1:nights") == 1500

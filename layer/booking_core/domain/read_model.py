@@ -286,14 +286,21 @@ def plan_nights(plan: Plan, listing_id: int, start: dt.date, end: dt.date,
 def plan_listing_nights(plan: Plan, listing_id: int, spans: Iterable[tuple[dt.date, dt.date]],
                         occupying: Iterable[tuple[int, dt.date, dt.date]]) -> None:
     """plan_nights over several disjoint spans of one listing, as one HSET and one HDEL (a batch touching four
-    stays of a listing writes its nights hash twice, not eight times)."""
-    bookings = list(occupying)
+    stays of a listing writes its nights hash twice, not eight times); the bookings' nights are laid out once."""
+    spans = list(spans)
+    if not spans:
+        return
+    occupied = occupied_nights(occupying, min(s for s, _ in spans), max(e for _, e in spans))
     wanted: dict[str, str] = {}
     freed: list[str] = []
     for start, end in spans:
-        occupied = occupied_nights(bookings, start, end)
-        wanted.update(occupied)
-        freed += [night for night in (n.isoformat() for n in nights_between(start, end)) if night not in occupied]
+        for night in nights_between(start, end):
+            iso = night.isoformat()
+            booking_id = occupied.get(iso)
+            if booking_id is None:
+                freed.append(iso)
+            else:
+                wanted[iso] = booking_id
     plan.hset(nights_key(listing_id), wanted)
     plan.hdel(nights_key(listing_id), freed)
 
