@@ -126,7 +126,7 @@ class FakeReadModel:
         return copy.deepcopy({k: v for k, v in self.keys.items() if k != LOADED_MARKER})
 
     # -- reconcile's chunked reads; `count` is honoured so tests can make every chunk small
-    def scan_model_keys(self, count=1000):
+    def scan_model_keys(self, count=1000, full=False):
         keys = [k for k in self.keys if is_model_key(k)]
         for start in range(0, len(keys), count):
             yield keys[start:start + count]

@@ -52,6 +52,43 @@ PRICE_INDEX = "listings:by_price"
 GUEST_BUCKETS = 16
 LOADED_MARKER = "replication:loaded"
 
+# The registry of the model's own keys, kept by the replicator's apply script in the same atomic call as the
+# writes, so reconcile's orphan pass walks the model's keys and never the rest of the Redis database (a SCAN
+# MATCH visits every key of the database to find the prefix's). Keys `{name}:{id}[:{suffix}]` are one bit each
+# in bitmaps of REGISTRY_CHUNK ids, `replication:ids:{family}:{chunk}` (family = name or name:suffix), with
+# the chunks a family uses in the set `replication:chunks:{family}`: 2.5 million ids cost about 300 KB. Ids of
+# more than 15 digits (past a Lua number's exact range) and the named indexes are members of plain sets.
+# A bit may outlive its key (replication deletes keys without clearing bits): reconcile clears those. The
+# marker says every model key is registered; until a reconcile has set it (first run on a model written
+# before the registry), the orphan pass walks SCAN once and registers what it finds.
+REGISTRY_CHUNK = 65536
+REGISTRY_MARKER = "replication:registry"
+REGISTRY_INDEXES = "replication:indexes"
+REGISTRY_BIG_IDS = "replication:bigkeys"
+REGISTRY_FAMILIES = ("user", "listing", "booking", "payment", "listing:nights", "user:bookings", "user:payments")
+
+
+def is_registry_key(key: str) -> bool:
+    """The registry's own bookkeeping keys (no TTL: owned by replication and reconcile, like the model's)."""
+    return key == REGISTRY_MARKER or key.startswith(("replication:ids:", "replication:chunks:")) or key in (
+        REGISTRY_INDEXES, REGISTRY_BIG_IDS)
+
+
+def registry_chunks_key(family: str) -> str:
+    """The set of chunk numbers a family of id keys has bits in."""
+    return f"replication:chunks:{family}"
+
+
+def registry_ids_key(family: str, chunk: int) -> str:
+    """The bitmap of ids chunk * REGISTRY_CHUNK .. + REGISTRY_CHUNK - 1 of a family."""
+    return f"replication:ids:{family}:{chunk}"
+
+
+def family_key(family: str, entity_id: int) -> str:
+    """The model key of a registry family and an id: ("listing:nights", 7) -> listing:7:nights."""
+    name, _, suffix = family.partition(":")
+    return f"{name}:{entity_id}:{suffix}" if suffix else f"{name}:{entity_id}"
+
 _ROW_KEY = re.compile(r"^(user|listing|booking|payment):(\d+)$")
 _INDEX_KEY = re.compile(r"^(listings:by_price|listings:city:.*|listings:guests:\d+|listings:city_guests:\d+:.*"
                         r"|listing:\d+:nights|user:\d+:(bookings|payments))$")

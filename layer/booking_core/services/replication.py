@@ -144,15 +144,19 @@ def drain(change_log: ChangeLog, read_model: ReadModel, batch_size: int = BATCH_
 
 
 def reconcile(change_log: ChangeLog, read_model: ReadModel, wait_s: float = RECONCILE_LOCK_WAIT_S,
-              clock: Callable[[], float] = time.monotonic, chunk: int = RECONCILE_CHUNK) -> dict:
+              clock: Callable[[], float] = time.monotonic, chunk: int = RECONCILE_CHUNK,
+              full_scan: bool = False) -> dict:
     """Compare the whole read model with MySQL and repair it; report what was missing, stale and orphan.
 
     Runs under the replication lock, from one consistent MySQL snapshot, `chunk` rows or keys at a time so its
-    memory does not grow with the catalogue: first a SCAN of Redis removes orphans (keys and members no row
-    implies, keys of the wrong type), then the tables are read by id in chunks and each chunk's keys, index
+    memory does not grow with the catalogue: first a walk of the model's keys removes orphans (keys and members
+    no row implies, keys of the wrong type), then the tables are read by id in chunks and each chunk's keys, index
     memberships and nights are compared and repaired. Changes committed meanwhile stay in the change log and
     are applied by the tail afterwards. The decision store's keys are never looked at.
-    `keys` in the report is how many read-model keys the scan found in Redis before repairing.
+    `keys` in the report is how many read-model keys the walk found in Redis before repairing. The walk reads
+    the registry of model keys the replicator keeps, so its work does not depend on what else the Redis
+    database holds; `full_scan` (or a model written before the registry) walks a SCAN of the prefix instead,
+    which also finds keys written around the replicator (by hand), and registers them.
     """
     started = clock()
     report = RepairReport()
@@ -161,7 +165,7 @@ def reconcile(change_log: ChangeLog, read_model: ReadModel, wait_s: float = RECO
         if not got:
             raise ReplicatorBusy("another replicator held the lock for the whole wait")
         with change_log.snapshot() as snap:
-            keys = _remove_orphans(snap, read_model, report, chunk)
+            keys = _remove_orphans(snap, read_model, report, chunk, full_scan)
             for entity in ENTITIES:
                 scanned[entity] = _repair_rows(snap, read_model, entity, report, chunk)
         read_model.mark_loaded()
@@ -169,11 +173,12 @@ def reconcile(change_log: ChangeLog, read_model: ReadModel, wait_s: float = RECO
             "seconds": round(clock() - started, 3)}
 
 
-def _remove_orphans(snap: ChangeLog, read_model: ReadModel, report: RepairReport, chunk: int) -> int:
+def _remove_orphans(snap: ChangeLog, read_model: ReadModel, report: RepairReport, chunk: int,
+                    full_scan: bool = False) -> int:
     """Delete row hashes whose row is gone, nights of listings that are gone, members no row implies, and index
     keys of the wrong type; returns how many model keys the scan found."""
     found = 0
-    for keys in read_model.scan_model_keys(chunk):
+    for keys in read_model.scan_model_keys(chunk, full_scan):
         found += len(keys)
         plan = Plan()
         rows: dict[str, dict[int, str]] = {}
