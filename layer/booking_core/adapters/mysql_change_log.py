@@ -86,7 +86,8 @@ class MySqlChangeLog:
     @contextmanager
     def exclusive(self, wait_s: float = 0) -> Iterator[bool]:
         """Hold the replication lock (MySQL GET_LOCK) for the block; yields False when another replicator has it."""
-        with self._cursor() as cur:
+        # No commit of its own: the lock is the session's, and the claim that follows commits the transaction.
+        with self._cursor(commit=False) as cur:
             cur.execute("SELECT GET_LOCK(%s, %s) AS got", (self.lock_name(), wait_s))
             got = cur.fetchone()["got"] == 1
         try:
