@@ -348,7 +348,8 @@ class ChangeLog(Protocol):
 
     def rows(self, entity: str, ids: Iterable[int], columns: tuple[str, ...] | None = None) -> dict[int, dict]: ...
 
-    def encoded_rows(self, entity: str, ids: Iterable[int]) -> dict[int, dict[str, str]]:
+    def encoded_rows(self, entity: str, ids: Iterable[int],
+                     columns: tuple[str, ...] | None = None) -> dict[int, dict[str, str]]:
         """The current rows with these ids as `read_model.encode_row` writes them (the replicator's hot path)."""
         ...
 
@@ -362,8 +363,9 @@ class ChangeLog(Protocol):
         """One consistent view of every table for a full scan."""
         ...
 
-    def rows_after(self, entity: str, after_id: int, limit: int) -> list[dict]:
-        """The next `limit` rows by id after `after_id`: a full scan in chunks (inside `snapshot()`)."""
+    def rows_after(self, entity: str, after_id: int, limit: int) -> list[dict[str, str]]:
+        """The next `limit` rows by id after `after_id`, as `read_model.encode_row` writes them: a full scan in
+        chunks (inside `snapshot()`)."""
         ...
 
 

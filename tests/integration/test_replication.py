@@ -300,6 +300,12 @@ def test_rows_encoded_by_mysql_are_what_encode_row_makes_of_the_typed_rows(chang
         typed = {i: rm.encode_row(entity, row) for i, row in change_log.rows(entity, entity_ids).items()}
         assert change_log.encoded_rows(entity, entity_ids) == typed
         assert typed  # the ids exist (those that should)
+        scanned = change_log.rows_after(entity, 0, 100_000)  # reconcile's chunks, encoded the same way
+        assert scanned == [rm.encode_row(entity, row) for _, row in
+                           sorted(change_log.rows(entity, [int(r["id"]) for r in scanned]).items())]
+        narrow = change_log.encoded_rows(entity, entity_ids, rm.MEMBERSHIP_COLUMNS[entity])
+        assert {i: rm.memberships(entity, row) for i, row in narrow.items()} == {
+            i: rm.memberships(entity, row) for i, row in typed.items()}
     assert change_log.encoded_rows("listings", [listing])[listing]["title"] == odd
     assert "provider_ref" not in change_log.encoded_rows("payments", [payment])[payment]
     assert change_log.encoded_rows("users", []) == {} and change_log.encoded_rows("users", [10**12]) == {}

@@ -70,7 +70,7 @@ class FakeChangeLog:
     def rows(self, entity, ids, columns=None):
         return {i: dict(self.tables[entity][i]) for i in ids if i in self.tables[entity]}
 
-    def encoded_rows(self, entity, ids):
+    def encoded_rows(self, entity, ids, columns=None):
         return {i: encode_row(entity, row) for i, row in self.rows(entity, ids).items()}
 
     def occupying_bookings(self, listing_ids, start, end):
@@ -87,7 +87,7 @@ class FakeChangeLog:
         return {i for i in ids if i in self.tables[entity]}
 
     def rows_after(self, entity, after_id, limit):
-        return [dict(r) for i, r in sorted(self.tables[entity].items()) if i > after_id][:limit]
+        return [encode_row(entity, r) for i, r in sorted(self.tables[entity].items()) if i > after_id][:limit]
 
 
 class FakeReadModel:

@@ -30,10 +30,24 @@ _SQL_ENCODING = {INT: "CAST({} AS CHAR)", BOOL: "CAST({} AS CHAR)", DATE: "DATE_
 AGGREGATE_MAX_BYTES = 16 * 1024 * 1024
 
 
-def _encoded_rows_sql(entity: str) -> str:
-    fields = ", ".join(f"'{name}', {_SQL_ENCODING.get(kind, '{}').format(name)}"
-                       for name, kind in FIELDS[entity].items())
-    return f"SELECT JSON_OBJECT({fields}) FROM {entity} WHERE id IN "
+def _encoded_columns_sql(entity: str, columns: tuple[str, ...] | None = None) -> str:
+    """`JSON_OBJECT('id', CAST(id AS CHAR), ...)` of the read model's columns (only `columns` when given)."""
+    return "JSON_OBJECT(" + ", ".join(f"'{name}', {_SQL_ENCODING.get(kind, '{}').format(name)}"
+                                      for name, kind in FIELDS[entity].items()
+                                      if columns is None or name in columns) + ")"
+
+
+def _encoded_rows_sql(entity: str, columns: tuple[str, ...] | None = None) -> str:
+    return f"SELECT {_encoded_columns_sql(entity, columns)} FROM {entity} WHERE id IN "
+
+
+def _decoded(docs: Iterable[tuple[str]]) -> list[dict[str, str]]:
+    """JSON_OBJECT documents as encode_row's dicts: NULL columns left out."""
+    found = []
+    for (doc,) in docs:
+        row = json.loads(doc)
+        found.append({k: v for k, v in row.items() if v is not None} if None in row.values() else row)
+    return found
 
 
 def _id_list(ids: Iterable[int]) -> str:
@@ -134,28 +148,26 @@ class MySqlChangeLog:
             cur.execute(f"SELECT {columns_sql} FROM {entity} WHERE id IN %s", (wanted,))
             return {row["id"]: row for row in cur.fetchall()}
 
-    def encoded_rows(self, entity: str, ids: Iterable[int]) -> dict[int, dict[str, str]]:
-        """The current rows with these ids as `encode_row` writes them (NULL columns left out), encoded by MySQL."""
+    def encoded_rows(self, entity: str, ids: Iterable[int],
+                     columns: tuple[str, ...] | None = None) -> dict[int, dict[str, str]]:
+        """The current rows with these ids as `encode_row` writes them (NULL columns left out), encoded by MySQL;
+        only `columns` (which must include id) when given."""
         wanted = sorted(set(ids))
         if not wanted:
             return {}
         with self._cursor(commit=False, tuples=True) as cur:
-            cur.execute(_encoded_rows_sql(entity) + _id_list(wanted))
+            cur.execute(_encoded_rows_sql(entity, columns) + _id_list(wanted))
             docs = cur.fetchall()
-        found = {}
-        for (doc,) in docs:
-            row = json.loads(doc)
-            found[int(row["id"])] = {k: v for k, v in row.items() if v is not None} if None in row.values() else row
-        return found
+        return {int(row["id"]): row for row in _decoded(docs)}
 
     def existing_ids(self, entity: str, ids: Iterable[int]) -> set[int]:
         """Which of these ids `entity` has: reconcile's orphan check, from the primary key alone (no row to parse)."""
         wanted = sorted(set(ids))
         if not wanted:
             return set()
-        with self._cursor(commit=False) as cur:
-            cur.execute(f"SELECT id FROM {entity} WHERE id IN %s", (wanted,))
-            return {row["id"] for row in cur.fetchall()}
+        with self._cursor(commit=False, tuples=True) as cur:
+            cur.execute(f"SELECT id FROM {entity} WHERE id IN " + _id_list(wanted))
+            return {entity_id for (entity_id,) in cur.fetchall()}
 
     def occupying_bookings(self, listing_ids: Iterable[int], start: dt.date,
                            end: dt.date) -> dict[int, list[tuple[int, dt.date, dt.date]]]:
@@ -189,11 +201,11 @@ class MySqlChangeLog:
                 cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             yield self
 
-    def rows_after(self, entity: str, after_id: int, limit: int) -> list[dict]:
-        """The next `limit` rows of `entity` by id after `after_id`, with the read model's columns (inside
-        `snapshot()`: every chunk sees the same moment). Keyset paging on the primary key: each chunk is a range
-        read, never an OFFSET that rescans what came before."""
-        columns = ", ".join(FIELDS[entity])
-        with self._cursor(commit=False) as cur:
-            cur.execute(f"SELECT {columns} FROM {entity} WHERE id > %s ORDER BY id LIMIT %s", (after_id, limit))
-            return list(cur.fetchall())
+    def rows_after(self, entity: str, after_id: int, limit: int) -> list[dict[str, str]]:
+        """The next `limit` rows of `entity` by id after `after_id`, as `encode_row` writes them (encoded by MySQL, as
+        encoded_rows; inside `snapshot()`: every chunk sees the same moment). Keyset paging on the primary key: each
+        chunk is a range read, never an OFFSET that rescans what came before."""
+        with self._cursor(commit=False, tuples=True) as cur:
+            cur.execute(f"SELECT {_encoded_columns_sql(entity)} FROM {entity} WHERE id > {int(after_id)}"
+                        f" ORDER BY id LIMIT {int(limit)}")
+            return _decoded(cur.fetchall())

@@ -344,14 +344,15 @@ def plan_listing_nights(plan: Plan, listing_id: int, spans: Iterable[tuple[dt.da
 
 # -- the whole model, for reconcile ------------------------------------------------------------------------
 
-def full_model(rows_by_entity: dict[str, list[dict]],
-               occupying_bookings: Iterable[tuple[int, int, dt.date, dt.date]]) -> dict[str, tuple[str, dict]]:
-    """Every key the read model should hold for these MySQL rows: key -> (type, hash fields | zset scores)."""
+def full_model(rows_by_entity: dict[str, list[dict]], occupying_bookings: Iterable[tuple[int, int, dt.date, dt.date]],
+               encoded: bool = False) -> dict[str, tuple[str, dict]]:
+    """Every key the read model should hold for these MySQL rows (typed, or with `encoded` already as encode_row
+    writes them): key -> (type, hash fields | zset scores)."""
     model: dict[str, tuple[str, dict]] = {}
     for entity, rows in rows_by_entity.items():
         for row in rows:
-            stored = encode_row(entity, row)
-            model[row_key(entity, row["id"])] = (HASH, stored)
+            stored = row if encoded else encode_row(entity, row)
+            model[row_key(entity, int(row["id"]))] = (HASH, stored)
             for (zset_key, member), score in memberships(entity, stored).items():
                 model.setdefault(zset_key, (ZSET, {}))[1][member] = score
     by_listing: dict[int, list] = {}

@@ -24,7 +24,6 @@ from booking_core.domain.read_model import (
     Plan,
     RepairReport,
     booking_span,
-    encode_row,
     full_model,
     index_type,
     is_row_key,
@@ -221,11 +220,11 @@ def _remove_orphan_members(snap: ChangeLog, read_model: ReadModel, key: str, rep
     entity = "listings" if key.startswith("listings:") else "bookings" if key.endswith(":bookings") else "payments"
     for members in read_model.members(key, chunk):
         ids = {member: int(member) if member.isascii() and member.isdigit() else None for member in members}
-        current = snap.rows(entity, [i for i in ids.values() if i is not None], MEMBERSHIP_COLUMNS[entity])
+        current = snap.encoded_rows(entity, [i for i in ids.values() if i is not None], MEMBERSHIP_COLUMNS[entity])
         plan = Plan()
         for member, entity_id in ids.items():
             row = current.get(entity_id) if entity_id is not None else None
-            if row is None or (key, member) not in memberships(entity, encode_row(entity, row)):
+            if row is None or (key, member) not in memberships(entity, row):
                 report.members_orphan += 1
                 plan.zrem(key, member)
         read_model.execute(plan)
@@ -236,14 +235,15 @@ def _repair_rows(snap: ChangeLog, read_model: ReadModel, entity: str, report: Re
     compared with what the rows imply and repaired; returns how many rows were read."""
     after, count = 0, 0
     while rows := snap.rows_after(entity, after, chunk):
-        after, count = rows[-1]["id"], count + len(rows)
+        ids = [int(row["id"]) for row in rows]  # the rows come encoded, as their hashes hold them
+        after, count = ids[-1], count + len(rows)
         occupying: list[tuple[int, int, dt.date, dt.date]] = []
-        looked_up = [row_key(entity, row["id"]) for row in rows]
+        looked_up = [row_key(entity, entity_id) for entity_id in ids]
         if entity == "listings":
-            by_listing = snap.occupying_bookings([row["id"] for row in rows], ALL_DAYS[0], ALL_DAYS[1])
+            by_listing = snap.occupying_bookings(ids, ALL_DAYS[0], ALL_DAYS[1])
             occupying = [(listing_id, *booking) for listing_id, bookings in by_listing.items() for booking in bookings]
-            looked_up += [nights_key(row["id"]) for row in rows]
-        wanted = full_model({entity: rows}, occupying)
+            looked_up += [nights_key(entity_id) for entity_id in ids]
+        wanted = full_model({entity: rows}, occupying, encoded=True)
         actual = read_model.hashes(looked_up)
         pairs = [(key, member) for key, (kind, value) in wanted.items() if kind == ZSET for member in value]
         for (key, member), score in read_model.scores(pairs).items():
