@@ -348,6 +348,11 @@ class ChangeLog(Protocol):
 
     def rows(self, entity: str, ids: Iterable[int], columns: tuple[str, ...] | None = None) -> dict[int, dict]: ...
 
+    def encoded_rows(self, entity: str, ids: Iterable[int],
+                     columns: tuple[str, ...] | None = None) -> dict[int, dict[str, str]]:
+        """The current rows with these ids as `read_model.encode_row` writes them (the replicator's hot path)."""
+        ...
+
     def existing_ids(self, entity: str, ids: Iterable[int]) -> set[int]: ...
 
     def occupying_bookings(self, listing_ids: Iterable[int], start: dt.date,
@@ -358,8 +363,9 @@ class ChangeLog(Protocol):
         """One consistent view of every table for a full scan."""
         ...
 
-    def rows_after(self, entity: str, after_id: int, limit: int) -> list[dict]:
-        """The next `limit` rows by id after `after_id`: a full scan in chunks (inside `snapshot()`)."""
+    def rows_after(self, entity: str, after_id: int, limit: int) -> list[dict[str, str]]:
+        """The next `limit` rows by id after `after_id`, as `read_model.encode_row` writes them: a full scan in
+        chunks (inside `snapshot()`)."""
         ...
 
 
@@ -374,7 +380,9 @@ class ReadModel(Protocol):
         """The whole model in memory: for tests and small models only (reconcile reads in chunks)."""
         ...
 
-    def scan_model_keys(self, count: int = ...) -> Iterator[list[str]]: ...
+    def scan_model_keys(self, count: int = ..., full: bool = ...) -> Iterator[list[str]]:
+        """The model's keys in chunks: from its own registry, or with `full` from a scan of everything."""
+        ...
 
     def types(self, keys: list[str]) -> dict[str, str]: ...
 

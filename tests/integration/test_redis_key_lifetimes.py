@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from booking_core import bootstrap, config
-from booking_core.domain.read_model import LOADED_MARKER, is_model_key
+from booking_core.domain.read_model import LOADED_MARKER, is_model_key, is_registry_key
 from infra.local.faults import set_sandbox_outage
 from tests.support import booking_body, future_stay, wait_for
 
@@ -25,7 +25,7 @@ def _lifetime_defects(redis_client) -> list[str]:
     for raw in redis_client.scan_iter(match=prefix + "*", count=1000):
         key = raw.decode() if isinstance(raw, bytes) else raw
         relative = key[len(prefix):]
-        if is_model_key(relative) or relative in OWNED_WITHOUT_TTL:
+        if is_model_key(relative) or is_registry_key(relative) or relative in OWNED_WITHOUT_TTL:
             continue
         ttl = redis_client.ttl(key)
         if ttl == -1:  # -2 is a key that expired between SCAN and TTL

@@ -13,6 +13,7 @@ from booking_core.domain.read_model import (
     OCCUPYING_STATUSES,
     ZSET,
     decode_row,
+    encode_row,
     is_model_key,
     is_row_key,
     nights_between,
@@ -69,6 +70,9 @@ class FakeChangeLog:
     def rows(self, entity, ids, columns=None):
         return {i: dict(self.tables[entity][i]) for i in ids if i in self.tables[entity]}
 
+    def encoded_rows(self, entity, ids, columns=None):
+        return {i: encode_row(entity, row) for i, row in self.rows(entity, ids).items()}
+
     def occupying_bookings(self, listing_ids, start, end):
         return {listing_id: [(b["id"], b["check_in"], b["check_out"]) for b in self.tables["bookings"].values()
                              if b["listing_id"] == listing_id and b["status"] in OCCUPYING_STATUSES
@@ -83,7 +87,7 @@ class FakeChangeLog:
         return {i for i in ids if i in self.tables[entity]}
 
     def rows_after(self, entity, after_id, limit):
-        return [dict(r) for i, r in sorted(self.tables[entity].items()) if i > after_id][:limit]
+        return [encode_row(entity, r) for i, r in sorted(self.tables[entity].items()) if i > after_id][:limit]
 
 
 class FakeReadModel:
@@ -122,7 +126,7 @@ class FakeReadModel:
         return copy.deepcopy({k: v for k, v in self.keys.items() if k != LOADED_MARKER})
 
     # -- reconcile's chunked reads; `count` is honoured so tests can make every chunk small
-    def scan_model_keys(self, count=1000):
+    def scan_model_keys(self, count=1000, full=False):
         keys = [k for k in self.keys if is_model_key(k)]
         for start in range(0, len(keys), count):
             yield keys[start:start + count]

@@ -184,3 +184,19 @@ def test_a_row_is_rewritten_with_one_hset_unless_a_field_went_null():
     plan = rm.Plan()
     rm.plan_row(plan, "payments", 1, old, rm.encode_row("payments", payment | {"provider_ref": None}))
     assert [op[0] for op in plan.ops if op[1] == "payment:1"] == ["delete", "hset"]  # provider_ref must go
+
+
+def test_nights_of_several_stays_of_a_listing_are_one_hset_and_one_hdel_equal_to_one_plan_per_stay():
+    spans = [(dt.date(2030, 1, 1), dt.date(2030, 1, 4)), (dt.date(2030, 3, 1), dt.date(2030, 3, 3))]
+    occupying = [(9, dt.date(2030, 1, 2), dt.date(2030, 1, 3)), (4, dt.date(2030, 3, 1), dt.date(2030, 3, 2)),
+                 (5, dt.date(2030, 2, 1), dt.date(2030, 2, 9))]
+    one, each = rm.Plan(), rm.Plan()
+    rm.plan_listing_nights(one, 7, spans, occupying)
+    for start, end in spans:
+        rm.plan_nights(each, 7, start, end, occupying)
+    assert [op[0] for op in one.ops] == ["hset", "hdel"]
+    merged = {name: {} for name in ("hset", "hdel")}
+    for op in each.ops:
+        merged[op[0]].update(op[2] if op[0] == "hset" else dict.fromkeys(op[2]))
+    assert one.ops[0][2] == merged["hset"] == {"2030-01-02": "9", "2030-03-01": "4"}
+    assert sorted(one.ops[1][2]) == sorted(merged["hdel"]) == ["2030-01-01", "2030-01-03", "2030-03-02"]

@@ -205,6 +205,20 @@ def test_the_tail_survives_a_failing_batch_and_carries_on(db, redis):
     assert stats["errors"] == 1 and stats["applied"] == 2 and db.log == []
 
 
+def test_after_a_full_batch_the_tail_claims_again_without_first_looking_for_pending_changes(db, redis):
+    clock = Clock()
+    redis.mark_loaded()
+    for i in range(2, 5):
+        db.insert("users", id=i, email=f"u{i}@example.com", name="U")  # five changes with the fixture's two
+    looks = []
+    has_pending = db.has_pending
+    db.has_pending = lambda: looks.append(len(db.log)) or has_pending()
+    stats = replication.tail(db, redis, run_s=0, stop=lambda: clock.now > 0.01, clock=clock, sleep=clock.sleep,
+                             batch_size=2)
+    assert stats["applied"] == 5 and stats["batches"] == 3
+    assert looks[:2] == [5, 0]  # before the first batch, then only after the third (partial) one
+
+
 def test_a_tail_with_run_time_zero_runs_until_stopped(db, redis):
     clock = Clock()
     stats = replication.tail(db, redis, run_s=0, stop=lambda: clock.now > 100, clock=clock, sleep=clock.sleep)

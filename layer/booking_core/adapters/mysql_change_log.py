@@ -6,15 +6,53 @@ One connection, READ COMMITTED: the claiming SELECT ... FOR UPDATE SKIP LOCKED t
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import pymysql
+import pymysql.cursors
 
 from booking_core.adapters.mysql import Cursor, connect, guarded, mysql_settings
 from booking_core.config import MySqlSettings
-from booking_core.domain.read_model import FIELDS, OCCUPYING_STATUSES
+from booking_core.domain.read_model import BOOL, DATE, FIELDS, INT, OCCUPYING_STATUSES, TIMESTAMP
 from booking_core.ports import Change
+
+# How encode_row writes each kind of column, as SQL. The replicator asks MySQL for each row as one JSON object of
+# these strings (one column, parsed by json.loads in C) instead of a dozen typed columns that PyMySQL parses and
+# converts in Python: that parsing was most of the replicator's CPU. Not aggregated into one JSON_ARRAYAGG per
+# query: with a text column in it MariaDB builds the aggregate in an on-disk temporary table. TIMESTAMP(6) in the
+# session's time zone, as PyMySQL reads it. These queries run without parameters, so their % are literal.
+_SQL_ENCODING = {INT: "CAST({} AS CHAR)", BOOL: "CAST({} AS CHAR)", DATE: "DATE_FORMAT({}, '%Y-%m-%d')",
+                 TIMESTAMP: "DATE_FORMAT({}, '%Y-%m-%dT%H:%i:%s.%f')"}
+# MariaDB cuts JSON_ARRAYAGG at group_concat_max_len (1 MB by default; MySQL's is not cut): as large as a reply
+# can be (max_allowed_packet's 16 MB default), far above a batch's few tens of KB. A cut reply fails json.loads.
+AGGREGATE_MAX_BYTES = 16 * 1024 * 1024
+
+
+def _encoded_columns_sql(entity: str, columns: tuple[str, ...] | None = None) -> str:
+    """`JSON_OBJECT('id', CAST(id AS CHAR), ...)` of the read model's columns (only `columns` when given)."""
+    return "JSON_OBJECT(" + ", ".join(f"'{name}', {_SQL_ENCODING.get(kind, '{}').format(name)}"
+                                      for name, kind in FIELDS[entity].items()
+                                      if columns is None or name in columns) + ")"
+
+
+def _encoded_rows_sql(entity: str, columns: tuple[str, ...] | None = None) -> str:
+    return f"SELECT {_encoded_columns_sql(entity, columns)} FROM {entity} WHERE id IN "
+
+
+def _decoded(docs: Iterable[tuple[str]]) -> list[dict[str, str]]:
+    """JSON_OBJECT documents as encode_row's dicts: NULL columns left out."""
+    found = []
+    for (doc,) in docs:
+        row = json.loads(doc)
+        found.append({k: v for k, v in row.items() if v is not None} if None in row.values() else row)
+    return found
+
+
+def _id_list(ids: Iterable[int]) -> str:
+    """`(1,2,3)` for ids that are ints (the query text built directly: PyMySQL's escaping of each was measurable)."""
+    return "(" + ",".join(str(int(i)) for i in ids) + ")"
 
 
 class MySqlChangeLog:
@@ -33,6 +71,7 @@ class MySqlChangeLog:
             conn = connect(self.settings)
             with conn.cursor() as cur:
                 cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                cur.execute(f"SET SESSION group_concat_max_len = {AGGREGATE_MAX_BYTES}")
             conn.commit()
             self._conn = conn
         return self._conn
@@ -47,9 +86,10 @@ class MySqlChangeLog:
             self._conn = None
 
     @contextmanager
-    def _cursor(self, commit: bool = True) -> Iterator[Cursor]:
+    def _cursor(self, commit: bool = True, tuples: bool = False) -> Iterator[Cursor]:
+        """A dict cursor, or with `tuples` a plain one (rows as tuples: no dict per row on the hot paths)."""
         conn = self._connection()
-        with guarded(conn, self.close, commit), conn.cursor() as cur:
+        with guarded(conn, self.close, commit), conn.cursor(pymysql.cursors.Cursor if tuples else None) as cur:
             yield cur
 
     # -- one replicator at a time ------------------------------------------------------------------------
@@ -60,7 +100,8 @@ class MySqlChangeLog:
     @contextmanager
     def exclusive(self, wait_s: float = 0) -> Iterator[bool]:
         """Hold the replication lock (MySQL GET_LOCK) for the block; yields False when another replicator has it."""
-        with self._cursor() as cur:
+        # No commit of its own: the lock is the session's, and the claim that follows commits the transaction.
+        with self._cursor(commit=False) as cur:
             cur.execute("SELECT GET_LOCK(%s, %s) AS got", (self.lock_name(), wait_s))
             got = cur.fetchone()["got"] == 1
         try:
@@ -85,15 +126,15 @@ class MySqlChangeLog:
         If it raises, nothing is deleted and the rows are claimed again later. A slow transaction's change
         row (lower id, committed late) stays invisible and unlocked until it commits, then is claimed: no gap.
         """
-        with self._cursor() as cur:
+        with self._cursor(tuples=True) as cur:
             # The age by the server's clock, which also stamped changed_at: no clock or time zone in between.
             cur.execute("SELECT id, entity, entity_id, TIMESTAMPDIFF(MICROSECOND, changed_at, NOW(6)) AS age_us"
                         " FROM change_log ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED", (limit,))
-            changes = [Change(r["id"], r["entity"], r["entity_id"], max(0, int(r["age_us"] or 0)) / 1000)
-                       for r in cur.fetchall()]
+            changes = [Change(change_id, entity, entity_id, max(0, int(age_us or 0)) / 1000)
+                       for change_id, entity, entity_id, age_us in cur.fetchall()]
             yield changes
             if changes:
-                cur.execute("DELETE FROM change_log WHERE id IN %s", ([c.id for c in changes],))
+                cur.execute("DELETE FROM change_log WHERE id IN " + _id_list(c.id for c in changes))
 
     # -- current rows ------------------------------------------------------------------------------------
     def rows(self, entity: str, ids: Iterable[int], columns: tuple[str, ...] | None = None) -> dict[int, dict]:
@@ -107,14 +148,26 @@ class MySqlChangeLog:
             cur.execute(f"SELECT {columns_sql} FROM {entity} WHERE id IN %s", (wanted,))
             return {row["id"]: row for row in cur.fetchall()}
 
+    def encoded_rows(self, entity: str, ids: Iterable[int],
+                     columns: tuple[str, ...] | None = None) -> dict[int, dict[str, str]]:
+        """The current rows with these ids as `encode_row` writes them (NULL columns left out), encoded by MySQL;
+        only `columns` (which must include id) when given."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        with self._cursor(commit=False, tuples=True) as cur:
+            cur.execute(_encoded_rows_sql(entity, columns) + _id_list(wanted))
+            docs = cur.fetchall()
+        return {int(row["id"]): row for row in _decoded(docs)}
+
     def existing_ids(self, entity: str, ids: Iterable[int]) -> set[int]:
         """Which of these ids `entity` has: reconcile's orphan check, from the primary key alone (no row to parse)."""
         wanted = sorted(set(ids))
         if not wanted:
             return set()
-        with self._cursor(commit=False) as cur:
-            cur.execute(f"SELECT id FROM {entity} WHERE id IN %s", (wanted,))
-            return {row["id"] for row in cur.fetchall()}
+        with self._cursor(commit=False, tuples=True) as cur:
+            cur.execute(f"SELECT id FROM {entity} WHERE id IN " + _id_list(wanted))
+            return {entity_id for (entity_id,) in cur.fetchall()}
 
     def occupying_bookings(self, listing_ids: Iterable[int], start: dt.date,
                            end: dt.date) -> dict[int, list[tuple[int, dt.date, dt.date]]]:
@@ -124,14 +177,18 @@ class MySqlChangeLog:
         found: dict[int, list[tuple[int, dt.date, dt.date]]] = {listing_id: [] for listing_id in wanted}
         if not wanted:
             return found
-        with self._cursor(commit=False) as cur:
+        with self._cursor(commit=False, tuples=True) as cur:
+            # One JSON array for the whole reply (numbers and dates only: an in-memory aggregate); the dates as ISO
+            # text, parsed by date.fromisoformat (C).
             cur.execute(
-                "SELECT listing_id, id, check_in, check_out FROM bookings WHERE listing_id IN %s AND status IN %s"
-                " AND check_in < %s AND check_out > %s",
-                (wanted, OCCUPYING_STATUSES, end, start),
+                "SELECT JSON_ARRAYAGG(JSON_ARRAY(listing_id, id, check_in, check_out)) FROM bookings WHERE listing_id IN "
+                + _id_list(wanted) + " AND status IN %s AND check_in < %s AND check_out > %s",
+                (OCCUPYING_STATUSES, end, start),
             )
-            for r in cur.fetchall():
-                found[r["listing_id"]].append((r["id"], r["check_in"], r["check_out"]))
+            (doc,) = cur.fetchone()
+        day = dt.date.fromisoformat
+        for listing_id, booking_id, check_in, check_out in json.loads(doc) if doc is not None else ():
+            found[listing_id].append((booking_id, day(check_in), day(check_out)))
         return found
 
     @contextmanager
@@ -144,11 +201,11 @@ class MySqlChangeLog:
                 cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             yield self
 
-    def rows_after(self, entity: str, after_id: int, limit: int) -> list[dict]:
-        """The next `limit` rows of `entity` by id after `after_id`, with the read model's columns (inside
-        `snapshot()`: every chunk sees the same moment). Keyset paging on the primary key: each chunk is a range
-        read, never an OFFSET that rescans what came before."""
-        columns = ", ".join(FIELDS[entity])
-        with self._cursor(commit=False) as cur:
-            cur.execute(f"SELECT {columns} FROM {entity} WHERE id > %s ORDER BY id LIMIT %s", (after_id, limit))
-            return list(cur.fetchall())
+    def rows_after(self, entity: str, after_id: int, limit: int) -> list[dict[str, str]]:
+        """The next `limit` rows of `entity` by id after `after_id`, as `encode_row` writes them (encoded by MySQL, as
+        encoded_rows; inside `snapshot()`: every chunk sees the same moment). Keyset paging on the primary key: each
+        chunk is a range read, never an OFFSET that rescans what came before."""
+        with self._cursor(commit=False, tuples=True) as cur:
+            cur.execute(f"SELECT {_encoded_columns_sql(entity)} FROM {entity} WHERE id > {int(after_id)}"
+                        f" ORDER BY id LIMIT {int(limit)}")
+            return _decoded(cur.fetchall())

@@ -52,6 +52,43 @@ PRICE_INDEX = "listings:by_price"
 GUEST_BUCKETS = 16
 LOADED_MARKER = "replication:loaded"
 
+# The registry of the model's own keys, kept by the replicator's apply script in the same atomic call as the
+# writes, so reconcile's orphan pass walks the model's keys and never the rest of the Redis database (a SCAN
+# MATCH visits every key of the database to find the prefix's). Keys `{name}:{id}[:{suffix}]` are one bit each
+# in bitmaps of REGISTRY_CHUNK ids, `replication:ids:{family}:{chunk}` (family = name or name:suffix), with
+# the chunks a family uses in the set `replication:chunks:{family}`: 2.5 million ids cost about 300 KB. Ids of
+# more than 15 digits (past a Lua number's exact range) and the named indexes are members of plain sets.
+# A bit may outlive its key (replication deletes keys without clearing bits): reconcile clears those. The
+# marker says every model key is registered; until a reconcile has set it (first run on a model written
+# before the registry), the orphan pass walks SCAN once and registers what it finds.
+REGISTRY_CHUNK = 65536
+REGISTRY_MARKER = "replication:registry"
+REGISTRY_INDEXES = "replication:indexes"
+REGISTRY_BIG_IDS = "replication:bigkeys"
+REGISTRY_FAMILIES = ("user", "listing", "booking", "payment", "listing:nights", "user:bookings", "user:payments")
+
+
+def is_registry_key(key: str) -> bool:
+    """The registry's own bookkeeping keys (no TTL: owned by replication and reconcile, like the model's)."""
+    return key == REGISTRY_MARKER or key.startswith(("replication:ids:", "replication:chunks:")) or key in (
+        REGISTRY_INDEXES, REGISTRY_BIG_IDS)
+
+
+def registry_chunks_key(family: str) -> str:
+    """The set of chunk numbers a family of id keys has bits in."""
+    return f"replication:chunks:{family}"
+
+
+def registry_ids_key(family: str, chunk: int) -> str:
+    """The bitmap of ids chunk * REGISTRY_CHUNK .. + REGISTRY_CHUNK - 1 of a family."""
+    return f"replication:ids:{family}:{chunk}"
+
+
+def family_key(family: str, entity_id: int) -> str:
+    """The model key of a registry family and an id: ("listing:nights", 7) -> listing:7:nights."""
+    name, _, suffix = family.partition(":")
+    return f"{name}:{entity_id}:{suffix}" if suffix else f"{name}:{entity_id}"
+
 _ROW_KEY = re.compile(r"^(user|listing|booking|payment):(\d+)$")
 _INDEX_KEY = re.compile(r"^(listings:by_price|listings:city:.*|listings:guests:\d+|listings:city_guests:\d+:.*"
                         r"|listing:\d+:nights|user:\d+:(bookings|payments))$")
@@ -280,22 +317,42 @@ def plan_row(plan: Plan, entity: str, entity_id: int, old: dict[str, str] | None
 def plan_nights(plan: Plan, listing_id: int, start: dt.date, end: dt.date,
                 occupying: Iterable[tuple[int, dt.date, dt.date]]) -> None:
     """Set the listing's nights in [start, end) to exactly what the occupying bookings say (MySQL is the truth)."""
-    wanted = occupied_nights(occupying, start, end)
+    plan_listing_nights(plan, listing_id, [(start, end)], occupying)
+
+
+def plan_listing_nights(plan: Plan, listing_id: int, spans: Iterable[tuple[dt.date, dt.date]],
+                        occupying: Iterable[tuple[int, dt.date, dt.date]]) -> None:
+    """plan_nights over several disjoint spans of one listing, as one HSET and one HDEL (a batch touching four
+    stays of a listing writes its nights hash twice, not eight times); the bookings' nights are laid out once."""
+    spans = list(spans)
+    if not spans:
+        return
+    occupied = occupied_nights(occupying, min(s for s, _ in spans), max(e for _, e in spans))
+    wanted: dict[str, str] = {}
+    freed: list[str] = []
+    for start, end in spans:
+        for night in nights_between(start, end):
+            iso = night.isoformat()
+            booking_id = occupied.get(iso)
+            if booking_id is None:
+                freed.append(iso)
+            else:
+                wanted[iso] = booking_id
     plan.hset(nights_key(listing_id), wanted)
-    plan.hdel(nights_key(listing_id), [n.isoformat() for n in nights_between(start, end) if n.isoformat()
-                                       not in wanted])
+    plan.hdel(nights_key(listing_id), freed)
 
 
 # -- the whole model, for reconcile ------------------------------------------------------------------------
 
-def full_model(rows_by_entity: dict[str, list[dict]],
-               occupying_bookings: Iterable[tuple[int, int, dt.date, dt.date]]) -> dict[str, tuple[str, dict]]:
-    """Every key the read model should hold for these MySQL rows: key -> (type, hash fields | zset scores)."""
+def full_model(rows_by_entity: dict[str, list[dict]], occupying_bookings: Iterable[tuple[int, int, dt.date, dt.date]],
+               encoded: bool = False) -> dict[str, tuple[str, dict]]:
+    """Every key the read model should hold for these MySQL rows (typed, or with `encoded` already as encode_row
+    writes them): key -> (type, hash fields | zset scores)."""
     model: dict[str, tuple[str, dict]] = {}
     for entity, rows in rows_by_entity.items():
         for row in rows:
-            stored = encode_row(entity, row)
-            model[row_key(entity, row["id"])] = (HASH, stored)
+            stored = row if encoded else encode_row(entity, row)
+            model[row_key(entity, int(row["id"]))] = (HASH, stored)
             for (zset_key, member), score in memberships(entity, stored).items():
                 model.setdefault(zset_key, (ZSET, {}))[1][member] = score
     by_listing: dict[int, list] = {}

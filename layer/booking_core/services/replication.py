@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from booking_core.domain.read_model import (
     ENTITIES,
@@ -23,13 +24,12 @@ from booking_core.domain.read_model import (
     Plan,
     RepairReport,
     booking_span,
-    encode_row,
     full_model,
     index_type,
     is_row_key,
     memberships,
     nights_key,
-    plan_nights,
+    plan_listing_nights,
     plan_repair,
     plan_row,
     row_key,
@@ -61,6 +61,16 @@ def _merge_spans(spans: list[tuple[dt.date, dt.date]]) -> list[tuple[dt.date, dt
     return merged
 
 
+_executor: ThreadPoolExecutor | None = None
+
+
+def _background() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replication-redis")
+    return _executor
+
+
 def plan_changes(changes: list[Change], change_log: ChangeLog, read_model: ReadModel) -> Plan:
     """The Redis writes that bring every entity named by `changes` to its current MySQL state.
 
@@ -68,12 +78,14 @@ def plan_changes(changes: list[Change], change_log: ChangeLog, read_model: ReadM
     booking also rewrites its listing's nights over both its old and new dates, from the occupying bookings.
     """
     keys = sorted({(c.entity, c.entity_id) for c in changes if c.entity in FIELDS})
+    # Redis answers for the stored hashes while MySQL answers for the rows: the two waits overlap.
+    stored = _background().submit(read_model.stored, keys)
     current: dict[tuple[str, int], dict[str, str]] = {}
     for entity in ENTITIES:
         ids = [entity_id for e, entity_id in keys if e == entity]
-        for entity_id, row in change_log.rows(entity, ids).items():
-            current[(entity, entity_id)] = encode_row(entity, row)
-    old = read_model.stored(keys)
+        for entity_id, encoded in change_log.encoded_rows(entity, ids).items():
+            current[(entity, entity_id)] = encoded
+    old = stored.result()
     plan = Plan()
     spans: dict[int, list[tuple[dt.date, dt.date]]] = {}
     for entity, entity_id in keys:
@@ -85,12 +97,11 @@ def plan_changes(changes: list[Change], change_log: ChangeLog, read_model: ReadM
                     spans.setdefault(span[0], []).append(span[1:])
     if spans:
         # One query for every listing of the batch over the batch's whole date range; each span then takes
-        # only its own nights (plan_nights clips), so the wider window changes nothing but the round trips.
+        # only its own nights (plan_listing_nights clips), so the wider window changes nothing but the round trips.
         occupying = change_log.occupying_bookings(spans, min(s for v in spans.values() for s, _ in v),
                                                   max(e for v in spans.values() for _, e in v))
         for listing_id in sorted(spans):
-            for start, end in _merge_spans(spans[listing_id]):
-                plan_nights(plan, listing_id, start, end, occupying[listing_id])
+            plan_listing_nights(plan, listing_id, _merge_spans(spans[listing_id]), occupying[listing_id])
     return plan
 
 
@@ -132,15 +143,19 @@ def drain(change_log: ChangeLog, read_model: ReadModel, batch_size: int = BATCH_
 
 
 def reconcile(change_log: ChangeLog, read_model: ReadModel, wait_s: float = RECONCILE_LOCK_WAIT_S,
-              clock: Callable[[], float] = time.monotonic, chunk: int = RECONCILE_CHUNK) -> dict:
+              clock: Callable[[], float] = time.monotonic, chunk: int = RECONCILE_CHUNK,
+              full_scan: bool = False) -> dict:
     """Compare the whole read model with MySQL and repair it; report what was missing, stale and orphan.
 
     Runs under the replication lock, from one consistent MySQL snapshot, `chunk` rows or keys at a time so its
-    memory does not grow with the catalogue: first a SCAN of Redis removes orphans (keys and members no row
-    implies, keys of the wrong type), then the tables are read by id in chunks and each chunk's keys, index
+    memory does not grow with the catalogue: first a walk of the model's keys removes orphans (keys and members
+    no row implies, keys of the wrong type), then the tables are read by id in chunks and each chunk's keys, index
     memberships and nights are compared and repaired. Changes committed meanwhile stay in the change log and
     are applied by the tail afterwards. The decision store's keys are never looked at.
-    `keys` in the report is how many read-model keys the scan found in Redis before repairing.
+    `keys` in the report is how many read-model keys the walk found in Redis before repairing. The walk reads
+    the registry of model keys the replicator keeps, so its work does not depend on what else the Redis
+    database holds; `full_scan` (or a model written before the registry) walks a SCAN of the prefix instead,
+    which also finds keys written around the replicator (by hand), and registers them.
     """
     started = clock()
     report = RepairReport()
@@ -149,7 +164,7 @@ def reconcile(change_log: ChangeLog, read_model: ReadModel, wait_s: float = RECO
         if not got:
             raise ReplicatorBusy("another replicator held the lock for the whole wait")
         with change_log.snapshot() as snap:
-            keys = _remove_orphans(snap, read_model, report, chunk)
+            keys = _remove_orphans(snap, read_model, report, chunk, full_scan)
             for entity in ENTITIES:
                 scanned[entity] = _repair_rows(snap, read_model, entity, report, chunk)
         read_model.mark_loaded()
@@ -157,11 +172,12 @@ def reconcile(change_log: ChangeLog, read_model: ReadModel, wait_s: float = RECO
             "seconds": round(clock() - started, 3)}
 
 
-def _remove_orphans(snap: ChangeLog, read_model: ReadModel, report: RepairReport, chunk: int) -> int:
+def _remove_orphans(snap: ChangeLog, read_model: ReadModel, report: RepairReport, chunk: int,
+                    full_scan: bool = False) -> int:
     """Delete row hashes whose row is gone, nights of listings that are gone, members no row implies, and index
     keys of the wrong type; returns how many model keys the scan found."""
     found = 0
-    for keys in read_model.scan_model_keys(chunk):
+    for keys in read_model.scan_model_keys(chunk, full_scan):
         found += len(keys)
         plan = Plan()
         rows: dict[str, dict[int, str]] = {}
@@ -204,11 +220,11 @@ def _remove_orphan_members(snap: ChangeLog, read_model: ReadModel, key: str, rep
     entity = "listings" if key.startswith("listings:") else "bookings" if key.endswith(":bookings") else "payments"
     for members in read_model.members(key, chunk):
         ids = {member: int(member) if member.isascii() and member.isdigit() else None for member in members}
-        current = snap.rows(entity, [i for i in ids.values() if i is not None], MEMBERSHIP_COLUMNS[entity])
+        current = snap.encoded_rows(entity, [i for i in ids.values() if i is not None], MEMBERSHIP_COLUMNS[entity])
         plan = Plan()
         for member, entity_id in ids.items():
             row = current.get(entity_id) if entity_id is not None else None
-            if row is None or (key, member) not in memberships(entity, encode_row(entity, row)):
+            if row is None or (key, member) not in memberships(entity, row):
                 report.members_orphan += 1
                 plan.zrem(key, member)
         read_model.execute(plan)
@@ -219,14 +235,15 @@ def _repair_rows(snap: ChangeLog, read_model: ReadModel, entity: str, report: Re
     compared with what the rows imply and repaired; returns how many rows were read."""
     after, count = 0, 0
     while rows := snap.rows_after(entity, after, chunk):
-        after, count = rows[-1]["id"], count + len(rows)
+        ids = [int(row["id"]) for row in rows]  # the rows come encoded, as their hashes hold them
+        after, count = ids[-1], count + len(rows)
         occupying: list[tuple[int, int, dt.date, dt.date]] = []
-        looked_up = [row_key(entity, row["id"]) for row in rows]
+        looked_up = [row_key(entity, entity_id) for entity_id in ids]
         if entity == "listings":
-            by_listing = snap.occupying_bookings([row["id"] for row in rows], ALL_DAYS[0], ALL_DAYS[1])
+            by_listing = snap.occupying_bookings(ids, ALL_DAYS[0], ALL_DAYS[1])
             occupying = [(listing_id, *booking) for listing_id, bookings in by_listing.items() for booking in bookings]
-            looked_up += [nights_key(row["id"]) for row in rows]
-        wanted = full_model({entity: rows}, occupying)
+            looked_up += [nights_key(entity_id) for entity_id in ids]
+        wanted = full_model({entity: rows}, occupying, encoded=True)
         actual = read_model.hashes(looked_up)
         pairs = [(key, member) for key, (kind, value) in wanted.items() if kind == ZSET for member in value]
         for (key, member), score in read_model.scores(pairs).items():
@@ -256,13 +273,17 @@ def tail(change_log: ChangeLog, read_model: ReadModel, run_s: float, stop: Calla
     deadline = clock() + run_s if run_s > 0 else None
     counts = {"applied": 0, "batches": 0, "busy": 0, "errors": 0, "full_loads": 0}
     next_loaded_check = clock()
+    n: int | None = 0
     while not stop() and (deadline is None or clock() < deadline):
         try:
             if clock() >= next_loaded_check:
                 next_loaded_check = clock() + LOADED_CHECK_S
                 if ensure_loaded(change_log, read_model) is not None:
                     counts["full_loads"] += 1
-            if not change_log.has_pending():
+            # After a full batch more is likely waiting: claim straight away (the look costs a round trip and a
+            # commit per batch, which under load was a measurable share of a burst's wall time).
+            if n != batch_size and not change_log.has_pending():
+                n = 0
                 sleep(idle_s)
                 continue
             n = apply_batch(change_log, read_model, batch_size, observe_lag)
