@@ -33,8 +33,12 @@ def settings():
 
 @pytest.fixture
 def prefix(redis_client):
-    """A fresh prefix per test, under the run's own (so the session fixture deletes it at the end)."""
-    return f"{config.redis_prefix()}repl{uuid.uuid4().hex[:8]}:"
+    """A fresh prefix per test, under the run's own; its keys are deleted after the test (left until the session's
+    end, they looked to test_redis_key_lifetimes like keys of the stack's that nobody owns)."""
+    prefix = f"{config.redis_prefix()}repl{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    for key in redis_client.scan_iter(match=prefix + "*", count=1000):
+        redis_client.delete(key)
 
 
 @pytest.fixture
