@@ -6,7 +6,7 @@ errors), never importing a service. `bootstrap` wires one to the other; tests pa
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -342,6 +342,14 @@ class ChangeLog(Protocol):
 
     def claim(self, limit: int) -> AbstractContextManager[list[Change]]:
         """Lock up to `limit` committed changes; deleted when the block returns, kept if it raises."""
+        ...
+
+    def pending(self, limit: int, excluding: Collection[int] = ()) -> list[Change]:
+        """Up to `limit` committed changes, oldest first, not locked and not deleted; `excluding`: ids left out."""
+        ...
+
+    def acknowledge(self, changes: Collection[Change]) -> None:
+        """Delete exactly these changes: their batch is applied."""
         ...
 
     def has_pending(self) -> bool: ...

@@ -398,3 +398,50 @@ def test_reconcile_visits_the_models_keys_only_however_many_other_keys_the_datab
 
     assert commands() == quiet_commands
     assert busy["keys"] == quiet["keys"] > 0 and busy["repaired"] == quiet["repaired"] == 0
+
+
+def test_a_failure_writing_a_batch_deletes_neither_it_nor_the_batch_read_behind_it(change_log, model, sql, settings,
+                                                                                   redis_client, prefix):
+    replication.ensure_loaded(change_log, model)
+    drain(change_log, model)
+    make_changes_on_every_table(sql)
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT id FROM change_log ORDER BY id")
+        ids = [row["id"] for row in cur.fetchall()]
+    writes = []
+    execute = model.execute
+
+    def failing_second_write(plan):
+        writes.append(len(plan.ops))
+        if len(writes) == 2:
+            raise ConnectionError("Redis went away")
+        execute(plan)
+
+    model.execute = failing_second_write
+    with pytest.raises(ConnectionError):
+        replication.drain(change_log, model, batch_size=4)
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT id FROM change_log ORDER BY id")
+        assert [row["id"] for row in cur.fetchall()] == ids[4:]  # only the first batch is gone
+    model.execute = execute
+    assert drain(change_log, model) == len(ids) - 4
+    assert replication.reconcile(change_log, model)["repaired"] == 0
+
+
+def test_reading_the_change_log_neither_waits_for_nor_returns_an_open_transactions_change(change_log, sql, settings):
+    sql("UPDATE users SET name='Pending One' WHERE id=2")
+    sql("UPDATE users SET name='Pending Two' WHERE id=3")
+    open_tx = connect(settings)
+    try:
+        with open_tx.cursor() as cur:
+            cur.execute("UPDATE users SET name='Uncommitted' WHERE id=4")
+        committed = change_log.pending(10)
+        assert [(c.entity, c.entity_id) for c in committed][-2:] == [("users", 2), ("users", 3)]
+        assert [c.id for c in change_log.pending(10, [committed[-2].id])] == [c.id for c in committed[:-2]] + [
+            committed[-1].id]
+        change_log.acknowledge(committed)
+        assert change_log.pending(10) == []
+    finally:
+        open_tx.commit()
+        open_tx.close()
+    assert [(c.entity, c.entity_id) for c in change_log.pending(10)] == [("users", 4)]

@@ -67,6 +67,13 @@ class FakeChangeLog:
         yield claimed
         self.log = [c for c in self.log if c not in claimed]
 
+    def pending(self, limit, excluding=()):
+        return [c for c in self.log if c.id not in set(excluding)][:limit]
+
+    def acknowledge(self, changes):
+        gone = {c.id for c in changes}
+        self.log = [c for c in self.log if c.id not in gone]
+
     def rows(self, entity, ids, columns=None):
         return {i: dict(self.tables[entity][i]) for i in ids if i in self.tables[entity]}
 

@@ -1,10 +1,12 @@
 """The replication service (booking_core.services.replication) on in-memory fakes of MySQL and Redis."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import datetime as dt
 import itertools
+import threading
 
 import pytest
 
@@ -347,3 +349,119 @@ def test_reconcile_reads_mysql_and_redis_a_chunk_at_a_time_never_the_whole_model
     monkeypatch.setattr(redis, "scores", lambda pairs: largest.append(len(pairs) // 4) or scores(pairs))
     assert replication.reconcile(db, redis, chunk=3)["repaired"] > 0
     assert max(largest) <= 3  # rows per read; sorted-set lookups at most the 4 memberships of each
+
+
+class RecordingReadModel(FakeReadModel):
+    """Records the order of Redis reads and writes; each write waits (up to a second) until the replicator has read
+    its next batch from the change log, so a pipelined replicator shows the overlap and an unpipelined one does not."""
+
+    def __init__(self, db, fail_on_write: int | None = None):
+        super().__init__()
+        self.events: list[tuple] = []
+        self.reads = 0
+        self.read = threading.Condition()
+        self.fail_on_write = fail_on_write
+        pending = db.pending
+
+        def recorded_pending(limit, excluding=()):
+            with self.read:
+                self.events.append(("pending", tuple(sorted(excluding))))
+                self.reads += 1
+                self.read.notify_all()
+            return pending(limit, excluding)
+
+        db.pending = recorded_pending
+
+    def stored(self, keys):
+        self.events.append(("stored", tuple(keys)))
+        return super().stored(keys)
+
+    def execute(self, plan):
+        with self.read:  # write k waits for read k + 1 of the log
+            overlapped = self.read.wait_for(lambda: self.reads > self.executed + 1, 1.0)
+        self.events.append(("written", self.executed + 1, overlapped))
+        if self.executed + 1 == self.fail_on_write:
+            self.executed += 1
+            raise ConnectionError("Redis went away")
+        super().execute(plan)
+
+
+def test_changes_to_one_row_across_pipelined_batches_end_in_its_last_state_and_reads_follow_writes(db, redis):
+    model = RecordingReadModel(db)
+    cities = iter(["Porto", "Faro", "Braga", "Evora", "Lisbon"])
+    pending = db.pending
+
+    def writes_arrive_while_replicating(limit, excluding=()):
+        # The same listing changes (city, so its index memberships move) between every two reads of the log.
+        city = next(cities, None)
+        if city is not None:
+            db.update("listings", 7, city=city, max_guests=len(city))
+            booking(db, 100 + len(db.log), start=len(city))
+        return pending(limit, excluding)
+
+    db.pending = writes_arrive_while_replicating
+    report = replication.drain(db, model, batch_size=2)
+
+    assert report["applied"] == 2 + 5 * 2 and db.log == []
+    # Every batch's stored hashes were read after the previous batch was written, and the next batch was read from
+    # the log while the previous one was being written (the pipeline); the last write found no more to read.
+    kinds = [event[0] for event in model.events if event[0] != "pending"]
+    assert kinds == ["stored", "written"] * report["batches"]
+    assert [event[2] for event in model.events if event[0] == "written"] == [True] * report["batches"]
+    expected = FakeReadModel()
+    replication.reconcile(db, expected)
+    assert model.snapshot() == expected.snapshot()
+    assert model.keys["listing:7"][1]["city"] == "Lisbon"
+    assert [key for key in model.keys if key.startswith("listings:city:")] == ["listings:city:lisbon"]
+
+
+def test_a_failure_writing_batch_n_deletes_neither_it_nor_the_batch_read_behind_it(db, redis):
+    for i in range(2, 7):
+        db.insert("users", id=i, email=f"u{i}@example.com", name="U")  # seven changes with the fixture's two
+    ids = [c.id for c in db.log]
+    model = RecordingReadModel(db, fail_on_write=2)
+
+    with pytest.raises(ConnectionError):
+        replication.drain(db, model, batch_size=2)
+
+    assert ("pending", tuple(ids[2:4])) in model.events  # batch 3 was read while batch 2 was being written
+    assert [c.id for c in db.log] == ids[2:]  # only batch 1 is gone: 2 failed, 3 was read but not written
+    model.fail_on_write = None
+    assert replication.drain(db, model, batch_size=2)["applied"] == 5 and db.log == []
+    expected = FakeReadModel()
+    replication.reconcile(db, expected)
+    assert model.snapshot() == expected.snapshot()
+
+
+def test_a_failure_reading_the_next_batch_waits_for_the_write_in_flight_before_releasing_the_lock(db, redis):
+    for i in range(2, 5):
+        db.insert("users", id=i, email=f"u{i}@example.com", name="U")
+    model = RecordingReadModel(db)
+    encoded_rows = db.encoded_rows
+    calls = itertools.count()
+
+    def failing_second_read(entity, ids, columns=None):
+        if entity == "users" and next(calls) == 1:
+            raise ConnectionError("MySQL went away")
+        return encoded_rows(entity, ids, columns)
+
+    db.encoded_rows = failing_second_read
+    exclusive = db.exclusive
+
+    @contextlib.contextmanager
+    def recorded_lock(wait_s=0):
+        try:
+            with exclusive(wait_s) as got:
+                yield got
+        finally:
+            model.events.append(("released",))
+
+    db.exclusive = recorded_lock
+    before = list(db.log)
+
+    with pytest.raises(ConnectionError):
+        replication.drain(db, model, batch_size=2)
+
+    assert [event for event in model.events if event[0] in ("written", "released")] == [("written", 1, True),
+                                                                                          ("released",)]
+    assert db.log == before  # batch 1 was written but not deleted: it is applied again, harmlessly

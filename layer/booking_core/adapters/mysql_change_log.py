@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 
 import pymysql
@@ -134,6 +134,23 @@ class MySqlChangeLog:
                        for change_id, entity, entity_id, age_us in cur.fetchall()]
             yield changes
             if changes:
+                cur.execute("DELETE FROM change_log WHERE id IN " + _id_list(c.id for c in changes))
+
+    def pending(self, limit: int, excluding: Collection[int] = ()) -> list[Change]:
+        """Up to `limit` committed changes by id, leaving out the ids in `excluding` (the batch still being applied),
+        without locking them: only the holder of the replication lock reads and deletes change rows. A slow
+        transaction's change row stays invisible until it commits (READ COMMITTED), then is read: no gap."""
+        skip = " WHERE id NOT IN " + _id_list(excluding) if excluding else ""
+        with self._cursor(tuples=True) as cur:
+            cur.execute("SELECT id, entity, entity_id, TIMESTAMPDIFF(MICROSECOND, changed_at, NOW(6)) AS age_us"
+                        f" FROM change_log{skip} ORDER BY id LIMIT {int(limit)}")
+            return [Change(change_id, entity, entity_id, max(0, int(age_us or 0)) / 1000)
+                    for change_id, entity, entity_id, age_us in cur.fetchall()]
+
+    def acknowledge(self, changes: Collection[Change]) -> None:
+        """Delete exactly these change rows (their batch is in Redis), committed."""
+        if changes:
+            with self._cursor() as cur:
                 cur.execute("DELETE FROM change_log WHERE id IN " + _id_list(c.id for c in changes))
 
     # -- current rows ------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
 from booking_core.domain.read_model import (
     ENTITIES,
@@ -129,17 +130,71 @@ def apply_batch(change_log: ChangeLog, read_model: ReadModel, batch_size: int = 
         return len(changes)
 
 
+@dataclass
+class Run:
+    """What one `apply_batches` call did: change rows applied, batches, and the size of its last batch."""
+    applied: int = 0
+    batches: int = 0
+    last: int = 0
+
+
+def _apply(read_model: ReadModel, plan: Plan, clock: Callable[[], float]) -> float:
+    read_model.execute(plan)
+    return clock()
+
+
+def apply_batches(change_log: ChangeLog, read_model: ReadModel, batch_size: int = BATCH_SIZE,
+                  observe_lag: LagObserver | None = None, clock: Callable[[], float] = time.monotonic,
+                  until_empty: bool = True, keep_going: Callable[[], bool] = lambda: True) -> Run | None:
+    """Apply batches under the replication lock, one deep in a pipeline: while batch N is written to Redis (in the
+    worker thread), batch N+1 is read from the change log and its rows from MySQL. Stops at an empty batch (with
+    `until_empty` False: at the first batch smaller than `batch_size`) or when `keep_going()` says so. None when
+    another replicator holds the lock.
+
+    Order and safety: the worker runs one task at a time in submission order, so N+1's stored hashes are read after
+    N is written and N+1 is written after N (a key changed in both ends as its later re-read says). N's change
+    rows are deleted only once N's write has succeeded and N+1 is not deleted before its own: a failure anywhere
+    deletes nothing unapplied and the rows are read again later. The lock is released only after the write in
+    flight has ended.
+    """
+    with change_log.exclusive() as got:
+        if not got:
+            return None
+        run = Run()
+        flight: tuple[list[Change], float, Future[float]] | None = None  # the batch being written to Redis
+        try:
+            while True:
+                changes: list[Change] = []
+                if keep_going() and (flight is None or until_empty or len(flight[0]) == batch_size):
+                    changes = change_log.pending(batch_size, [c.id for c in flight[0]] if flight else ())
+                claimed = clock()
+                plan = plan_changes(changes, change_log, read_model) if changes else None
+                if flight is not None:
+                    previous, previous_claimed, future = flight
+                    flight = None
+                    written = future.result()  # N's failure raises here: neither N nor N+1 is deleted
+                    if plan is not None:  # N+1 goes to Redis while N's rows are deleted
+                        flight = (changes, claimed, _background().submit(_apply, read_model, plan, clock))
+                    change_log.acknowledge(previous)
+                    run.applied, run.batches, run.last = run.applied + len(previous), run.batches + 1, len(previous)
+                    if observe_lag is not None:
+                        observe_lag(max(c.age_ms for c in previous) + (written - previous_claimed) * 1000)
+                elif plan is not None:
+                    flight = (changes, claimed, _background().submit(_apply, read_model, plan, clock))
+                if flight is None:
+                    return run
+        finally:
+            if flight is not None:  # failed while N was in flight: wait for it (keeping the lock), delete nothing
+                wait([flight[2]])
+
+
 def drain(change_log: ChangeLog, read_model: ReadModel, batch_size: int = BATCH_SIZE,
           observe_lag: LagObserver | None = None) -> dict:
     """Apply batches until the change log has nothing committed left (mode `once`)."""
-    applied = batches = 0
-    while True:
-        n = apply_batch(change_log, read_model, batch_size, observe_lag)
-        if n is None:
-            return {"mode": "once", "status": "busy", "applied": applied, "batches": batches}
-        if n == 0:
-            return {"mode": "once", "status": "ok", "applied": applied, "batches": batches}
-        applied, batches = applied + n, batches + 1
+    run = apply_batches(change_log, read_model, batch_size, observe_lag)
+    if run is None:
+        return {"mode": "once", "status": "busy", "applied": 0, "batches": 0}
+    return {"mode": "once", "status": "ok", "applied": run.applied, "batches": run.batches}
 
 
 def reconcile(change_log: ChangeLog, read_model: ReadModel, wait_s: float = RECONCILE_LOCK_WAIT_S,
@@ -286,7 +341,9 @@ def tail(change_log: ChangeLog, read_model: ReadModel, run_s: float, stop: Calla
                 n = 0
                 sleep(idle_s)
                 continue
-            n = apply_batch(change_log, read_model, batch_size, observe_lag)
+            run = apply_batches(change_log, read_model, batch_size, observe_lag, clock, until_empty=False,
+                                keep_going=lambda: not stop() and (deadline is None or clock() < deadline))
+            n = None if run is None else run.last
         except Exception:  # noqa: BLE001 - an outage must not end the tail; logged and retried
             log.exception("replication batch failed; retrying")
             counts["errors"] += 1
@@ -295,9 +352,10 @@ def tail(change_log: ChangeLog, read_model: ReadModel, run_s: float, stop: Calla
         if n is None:
             counts["busy"] += 1
             sleep(idle_s)
-        elif n == 0:
-            sleep(idle_s)
         else:
-            counts["applied"] += n
-            counts["batches"] += 1
+            assert run is not None
+            counts["applied"] += run.applied
+            counts["batches"] += run.batches
+            if run.applied == 0:
+                sleep(idle_s)
     return {"mode": "tail", **counts}
