@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.append(str(RESULTS.parents[1]))  # the bench package, after PYTHONPATH's code (run as a file)
 BOOKINGS_PER_LISTING = 4
 
 
@@ -50,16 +51,10 @@ def load(settings, listings: int) -> None:
 def prepare(settings, client, prefix: str) -> int:
     """An empty read model under the prefix and one change row per Scale listing and its bookings (listings
     first, as the triggers of the INSERTs ordered them); returns how many."""
+    from bench.scale import delete_prefix
     from booking_core.adapters.mysql import connect
 
-    batch = []
-    for key in client.scan_iter(match=prefix + "*", count=5000):
-        batch.append(key)
-        if len(batch) >= 5000:
-            client.unlink(*batch)
-            batch = []
-    if batch:
-        client.unlink(*batch)
+    delete_prefix(client, prefix)
     conn = connect(settings)
     with conn.cursor() as cur:
         cur.execute("DELETE FROM change_log")

@@ -242,9 +242,13 @@ def cleanup(env: dict[str, str]) -> None:
     from infra.migrate import drop_database
 
     drop_database(mysql_settings())
-    client = redis.Redis.from_url(env.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    delete_prefix(redis.Redis.from_url(env.get("REDIS_URL", "redis://127.0.0.1:6379/0")), env["REDIS_PREFIX"])
+
+
+def delete_prefix(client, prefix: str) -> None:
+    """Every key under the prefix, 5,000 per UNLINK (the bench's keys only: the Redis may be shared)."""
     batch = []
-    for key in client.scan_iter(match=env["REDIS_PREFIX"] + "*", count=5000):
+    for key in client.scan_iter(match=prefix + "*", count=5000):
         batch.append(key)
         if len(batch) >= 5000:
             client.unlink(*batch)
