@@ -340,10 +340,6 @@ class ChangeLog(Protocol):
         """Hold the replication lock for the block; yields False when another replicator has it."""
         ...
 
-    def claim(self, limit: int) -> AbstractContextManager[list[Change]]:
-        """Lock up to `limit` committed changes; deleted when the block returns, kept if it raises."""
-        ...
-
     def pending(self, limit: int, excluding: Collection[int] = ()) -> list[Change]:
         """Up to `limit` committed changes, oldest first, not locked and not deleted; `excluding`: ids left out."""
         ...

@@ -61,12 +61,6 @@ class FakeChangeLog:
     def has_pending(self) -> bool:
         return bool(self.log)
 
-    @contextmanager
-    def claim(self, limit: int):
-        claimed = self.log[:limit]
-        yield claimed
-        self.log = [c for c in self.log if c not in claimed]
-
     def pending(self, limit, excluding=()):
         return [c for c in self.log if c.id not in set(excluding)][:limit]
 

@@ -1,7 +1,7 @@
 """The MySQL side of replication: the change log (filled by the triggers of 003_change_log.sql) and the rows.
 
-One connection, READ COMMITTED: the claiming SELECT ... FOR UPDATE SKIP LOCKED then takes record locks only
-(no gap locks that would block the application's trigger inserts), and each re-read sees the latest commit.
+One connection, READ COMMITTED: each read of the change log and of the rows sees the latest commit, and takes no
+locks (only the holder of the replication lock reads and deletes change rows).
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def _id_list(ids: Iterable[int]) -> str:
 
 
 class MySqlChangeLog:
-    """Claims change-log rows, re-reads the rows they name, and deletes exactly the claimed rows on success."""
+    """Reads change-log rows, re-reads the rows they name, and deletes exactly the applied change rows."""
 
     def __init__(self, settings: MySqlSettings | None = None):
         self._settings = settings
@@ -100,7 +100,7 @@ class MySqlChangeLog:
     @contextmanager
     def exclusive(self, wait_s: float = 0) -> Iterator[bool]:
         """Hold the replication lock (MySQL GET_LOCK) for the block; yields False when another replicator has it."""
-        # No commit of its own: the lock is the session's, and the claim that follows commits the transaction.
+        # No commit of its own: the lock is the session's, and the read that follows commits the transaction.
         with self._cursor(commit=False) as cur:
             cur.execute("SELECT GET_LOCK(%s, %s) AS got", (self.lock_name(), wait_s))
             got = cur.fetchone()["got"] == 1
@@ -117,24 +117,6 @@ class MySqlChangeLog:
         with self._cursor() as cur:
             cur.execute("SELECT 1 FROM change_log LIMIT 1")
             return cur.fetchone() is not None
-
-    @contextmanager
-    def claim(self, limit: int) -> Iterator[list[Change]]:
-        """Lock up to `limit` committed change rows, skipping those locked by a transaction still open.
-
-        The block applies them; when it returns, exactly these rows are deleted in the same transaction.
-        If it raises, nothing is deleted and the rows are claimed again later. A slow transaction's change
-        row (lower id, committed late) stays invisible and unlocked until it commits, then is claimed: no gap.
-        """
-        with self._cursor(tuples=True) as cur:
-            # The age by the server's clock, which also stamped changed_at: no clock or time zone in between.
-            cur.execute("SELECT id, entity, entity_id, TIMESTAMPDIFF(MICROSECOND, changed_at, NOW(6)) AS age_us"
-                        " FROM change_log ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED", (limit,))
-            changes = [Change(change_id, entity, entity_id, max(0, int(age_us or 0)) / 1000)
-                       for change_id, entity, entity_id, age_us in cur.fetchall()]
-            yield changes
-            if changes:
-                cur.execute("DELETE FROM change_log WHERE id IN " + _id_list(c.id for c in changes))
 
     def pending(self, limit: int, excluding: Collection[int] = ()) -> list[Change]:
         """Up to `limit` committed changes by id, leaving out the ids in `excluding` (the batch still being applied),

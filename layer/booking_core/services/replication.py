@@ -111,23 +111,14 @@ LagObserver = Callable[[float], None]
 
 def apply_batch(change_log: ChangeLog, read_model: ReadModel, batch_size: int = BATCH_SIZE,
                 observe_lag: LagObserver | None = None, clock: Callable[[], float] = time.monotonic) -> int | None:
-    """Claim, apply and delete one batch of change rows under the replication lock.
-
-    Returns how many change rows were applied, or None when another replicator holds the lock.
-    Redis is written before the claimed rows are deleted; a failure in between re-applies them later, harmless.
-    `observe_lag` hears the batch's replication lag in ms: its oldest change's age when claimed plus the time
-    until Redis was written.
+    """One batch of change rows under the replication lock: `apply_batches` stopped after its first batch, so
+    one batch goes the same way as the tail's and drain's (Redis written before the rows are deleted; the lag as
+    there). Returns how many change rows were applied, or None when another replicator holds the lock.
     """
-    with change_log.exclusive() as got:
-        if not got:
-            return None
-        with change_log.claim(batch_size) as changes:
-            if changes:
-                claimed = clock()
-                read_model.execute(plan_changes(changes, change_log, read_model))
-                if observe_lag is not None:
-                    observe_lag(max(c.age_ms for c in changes) + (clock() - claimed) * 1000)
-        return len(changes)
+    first_only = [True]  # keep_going answers True once: the first batch is read, no second
+    run = apply_batches(change_log, read_model, batch_size, observe_lag, clock, until_empty=False,
+                        keep_going=lambda: first_only.pop() if first_only else False)
+    return None if run is None else run.applied
 
 
 @dataclass
@@ -167,8 +158,10 @@ def apply_batches(change_log: ChangeLog, read_model: ReadModel, batch_size: int 
                 changes: list[Change] = []
                 if keep_going() and (flight is None or until_empty or len(flight[0]) == batch_size):
                     changes = change_log.pending(batch_size, [c.id for c in flight[0]] if flight else ())
-                claimed = clock()
-                plan = plan_changes(changes, change_log, read_model) if changes else None
+                plan, claimed = None, 0.0
+                if changes:
+                    claimed = clock()
+                    plan = plan_changes(changes, change_log, read_model)
                 if flight is not None:
                     previous, previous_claimed, future = flight
                     flight = None
