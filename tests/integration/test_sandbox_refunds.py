@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 
+import pymysql
 import pytest
 
 from booking_core import bootstrap
@@ -110,3 +111,32 @@ def wait_for_lock_wait_on_sandbox_refunds(timeout: float = 10) -> None:
                     " AND trx_query LIKE %s", "%INTO sandbox_refunds%"):
             return
         time.sleep(0.02)
+
+
+class FirstTransactionADeadlockVictim:
+    """Connections whose first transaction InnoDB rolls back as a deadlock victim (1213), as it did to the racing
+    refund above in a whole-suite run (its locking read after the INSERT IGNORE had waited)."""
+
+    def __init__(self, connections):
+        self.connections, self.victims = connections, 0
+
+    def transaction(self):
+        if self.victims == 0:
+            self.victims += 1
+            from booking_core.ports import DatabaseUnavailable
+
+            try:
+                raise pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock")
+            except pymysql.err.OperationalError as exc:
+                raise DatabaseUnavailable(str(exc)) from exc
+        return self.connections.transaction()
+
+
+def test_a_refund_chosen_as_a_deadlock_victim_runs_again_and_answers(mysql_db):
+    key = new_key("victim")
+    charge = MySqlSandboxProvider(bootstrap.connections()).charge(key, 30000, "EUR", "tok_visa")
+    victim = FirstTransactionADeadlockVictim(bootstrap.connections())
+
+    refund = MySqlSandboxProvider(victim).refund(key, charge.provider_ref, 30000)
+
+    assert (refund.status, victim.victims) == ("succeeded", 1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from booking_core.adapters.mysql import ConnectionHolder
+from booking_core.adapters.mysql import ConnectionHolder, run_again_after_lock_conflicts
 from booking_core.ports import DECLINED, SUCCEEDED, Charge, ChargeResult, RefundResult, TransientPaymentError
 
 SUCCEEDING_TOKENS = frozenset({"tok_visa", "tok_mastercard", "tok_amex"})
@@ -117,6 +117,11 @@ class MySqlSandboxProvider:
         return ChargeResult(row["status"], row["provider_ref"], amount_cents=row["amount_cents"]) if row else None
 
     def refund(self, idempotency_key: str, provider_ref: str, amount_cents: int) -> RefundResult:
+        # Two refunds of one booking at once: InnoDB can pick the one whose INSERT IGNORE waited as deadlock victim
+        # at its locking read; run again, it finds the other's stored answer.
+        return run_again_after_lock_conflicts(lambda: self._refund_once(idempotency_key, provider_ref, amount_cents))
+
+    def _refund_once(self, idempotency_key: str, provider_ref: str, amount_cents: int) -> RefundResult:
         with self._connections.transaction() as cur:
             cur.execute(
                 "SELECT c.status, c.provider_ref, c.amount_cents, r.status AS refund_status, r.refund_ref,"
