@@ -201,3 +201,44 @@ def test_a_request_cancelled_while_its_payment_fn_lay_dead_after_charging_is_ref
     assert (decision.status, decision.reason) == ("rejected", "cancelled")
     assert sql_rows("SELECT id FROM payments WHERE booking_key=%s", key) == []
     assert sql_rows("SELECT status FROM sandbox_refunds WHERE idempotency_key=%s", key) == [{"status": "succeeded"}]
+
+
+def test_a_request_finished_by_two_pollers_at_once_answers_the_first_ones_decision_not_hold_expired(mysql_db):
+    """GIVEN one request delivered to two payment pollers at once, both holding (the same hold) and charging
+    (the same charge); the first is confirming it: the booking row locked, no decision row yet,
+    WHEN the second finishes meanwhile (no decision seen, so it waits on the booking row) and the first commits,
+    THEN the second answers the first's decision, not hold_expired ('released by something that stored no decision'):
+    a `make run` demo booking got hold_expired in a whole-suite run."""
+    import threading
+    import time
+
+    from booking_core.adapters.mysql import connect
+    from booking_core.adapters.mysql_decisions import insert_decision
+    from booking_core.domain.model import Decision
+    from booking_core.ports import CHARGED, PaymentOutcome
+
+    repo = bootstrap.booking_repository()
+    key = f"twice-at-once-{uuid.uuid4().hex}"
+    check_in = own_nights(2)
+    request = RequestBooking(2, 33, check_in, check_in + dt.timedelta(days=2), 1, "tok_visa")
+    hold = repo.hold(key, request)
+    assert isinstance(hold, Hold)
+    outcome = PaymentOutcome(CHARGED, key, request, hold, "sandbox", f"ch_{uuid.uuid4().hex[:12]}")
+    first = connect(mysql_db)
+    answers = []
+    try:
+        with first.cursor() as cur:  # the first poller, inside its finish: the booking row locked
+            cur.execute("SELECT id FROM bookings WHERE id=%s FOR UPDATE", (hold.booking_id,))
+        second = threading.Thread(target=lambda: answers.extend(repo.finish_many([outcome])))
+        second.start()
+        time.sleep(1.0)  # the second reads no decision and waits on the booking row (a synchronisation aid)
+        with first.cursor() as cur:
+            cur.execute("UPDATE bookings SET status='confirmed' WHERE id=%s", (hold.booking_id,))
+            insert_decision(cur, Decision(key, "confirmed", booking_id=hold.booking_id), request.fingerprint())
+        first.commit()
+        second.join(timeout=30)
+    finally:
+        first.close()
+
+    assert [(a.status, a.reason) for a in answers] == [("confirmed", None)]
+    assert sql_rows("SELECT status FROM bookings WHERE id=%s", hold.booking_id) == [{"status": "confirmed"}]

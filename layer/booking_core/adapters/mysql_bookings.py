@@ -221,6 +221,16 @@ class MySqlBookingRepository:
             cur.execute("SELECT id, status FROM bookings WHERE id IN %s FOR UPDATE",
                         (tuple(o.hold.booking_id for o in outcomes),))
             held = {row["id"] for row in cur.fetchall() if row["status"] == HELD}
+            # A hold no longer held may have been finished by another poller given the same request: with no decision
+            # row yet, the locking read above locked nothing and saw none; its decision is committed now that its
+            # booking row's lock is ours, and it is the answer.
+            unsettled = tuple(o.booking_key for o in outcomes
+                              if o.hold.booking_id not in held and o.booking_key not in answers)
+            if unsettled:
+                cur.execute("SELECT booking_key, decision_json FROM decisions WHERE booking_key IN %s FOR UPDATE",
+                            (unsettled,))
+                for row in cur.fetchall():
+                    answers[row["booking_key"]] = decision_from_json(row["decision_json"])
 
             confirm: list[PaymentOutcome] = []
             release: list[int] = []
