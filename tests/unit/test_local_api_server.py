@@ -1,6 +1,7 @@
 """The local API server's request handler (infra/local/api.py): what it writes per request."""
 from __future__ import annotations
 
+import email.utils
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler
@@ -42,3 +43,12 @@ def test_a_request_answered_without_a_server_error_writes_no_access_line(capsys)
 def test_a_5xx_is_still_written(capsys):
     _serve(["/fail"])
     assert '"GET /fail HTTP/1.1" 500' in capsys.readouterr().err
+
+
+def test_the_date_header_is_http_servers_for_the_current_second(monkeypatch):
+    """Formatted once a second for every request; what it says is what http.server would write."""
+    handler = api.server_handler(_Plain)
+    for now in (1_800_000_000.2, 1_800_000_000.9, 1_800_000_001.0, 1_800_000_061.5, 1_799_999_999.99):
+        monkeypatch.setattr(api.time, "time", lambda now=now: now)
+        assert handler.date_time_string(None) == email.utils.formatdate(now, usegmt=True)
+    assert handler.date_time_string(None, 86400.0) == "Fri, 02 Jan 1970 00:00:00 GMT"
