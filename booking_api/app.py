@@ -277,12 +277,14 @@ def get_user(user_id):
 
 @app.route("/v1/users/{user_id}/bookings", methods=["GET"], authorizer=signed_in)
 def user_bookings(user_id):
-    return _own_profile(user_id) or bootstrap.read_views().user_bookings(user_id, _query())
+    # The view answers the page as JSON text (what json.dumps would make of the dict): sent as it is, not
+    # re-encoded. Content-Type as every route's: Chalice's default, application/json.
+    return _own_profile(user_id) or Response(body=bootstrap.read_views().user_bookings_json(user_id, _query()))
 
 
 @app.route("/v1/users/{user_id}/payments", methods=["GET"], authorizer=signed_in)
 def user_payments(user_id):
-    return _own_profile(user_id) or bootstrap.read_views().user_payments(user_id, _query())
+    return _own_profile(user_id) or Response(body=bootstrap.read_views().user_payments_json(user_id, _query()))
 
 
 @app.route("/v1/bookings/{booking_id}", methods=["GET"], authorizer=signed_in)

@@ -6,7 +6,10 @@ NotFound. Lists answer {"items": [...], "next_cursor": str | None}.
 """
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from booking_core.adapters.redis_client import PrefixedRedis
@@ -21,7 +24,10 @@ from booking_core.domain.queries import (
     positive_id,
 )
 from booking_core.domain.read_model import (
+    BOOL,
+    FIELDS,
     GUEST_BUCKETS,
+    INT,
     KEY_NAMES,
     decode_row,
     listing_member,
@@ -41,18 +47,59 @@ _VIEW_SCRIPTS: dict[tuple[int, str], Any] = {}
 # per row: redis-py packs and parses each command in Python). Atomic, as a bonus: the page is one moment's.
 # ARGV: the user's row key, the user's list (zset), the rows' key prefix (`booking:`; + id = the row key), highest
 # score ("+inf" or "(id"), page size; all keys as read_model.py names them. Returns nil for an unknown user, else
-# {ids (page size + 1 at most), hash, ...}, an empty hash for an id whose row is gone. Single instance, as the
-# search script: keys derived inside the script.
-USER_ROWS_SCRIPT = """
+# {ids (page size + 1 at most), row, ...}: a row is the entity's FIELDS in their order (HMGET, nil where NULL), or
+# empty where the row is gone. Single instance, as the search script: keys derived inside the script.
+_USER_ROWS_SCRIPT = """
+local FIELDS = {%s}
 if redis.call('EXISTS', ARGV[1]) == 0 then return false end
 local limit = tonumber(ARGV[5])
 local ids = redis.call('ZREVRANGEBYSCORE', ARGV[2], ARGV[4], '-inf', 'LIMIT', 0, limit + 1)
 local out = {ids}
 for i = 1, math.min(#ids, limit) do
-  out[#out + 1] = redis.call('HGETALL', ARGV[3] .. ids[i])
+  local key = ARGV[3] .. ids[i]
+  if redis.call('EXISTS', key) == 1 then
+    out[#out + 1] = redis.call('HMGET', key, unpack(FIELDS))
+  else
+    out[#out + 1] = {}
+  end
 end
 return out
 """
+
+
+def _user_rows_script(entity: str) -> str:
+    names = list(FIELDS[entity])
+    assert all(re.fullmatch(r"[a-z_]+", name) for name in names)  # safe inside a Lua literal as they are
+    return _USER_ROWS_SCRIPT % ", ".join(f"'{name}'" for name in names)
+
+
+USER_ROWS_SCRIPTS = {entity: _user_rows_script(entity) for entity in ("bookings", "payments")}
+
+
+def _json_writers(entity: str) -> list[tuple[str, Callable[[str], str]]]:
+    """Per field of the entity, in FIELDS order: its `"name":` label and what turns its stored string into the
+    JSON value json.dumps(decode_row(...)) writes (an int as a number, a bool as true/false, the rest as strings,
+    escaped by the same C function json.dumps uses)."""
+    def as_int(raw: str) -> str:
+        return str(int(raw))
+
+    def as_bool(raw: str) -> str:
+        return "true" if raw == "1" else "false"
+
+    return [(encode_basestring_ascii(name) + ":", as_int if kind == INT else as_bool if kind == BOOL
+             else encode_basestring_ascii) for name, kind in FIELDS[entity].items()]
+
+
+_JSON_WRITERS = {entity: _json_writers(entity) for entity in ("bookings", "payments")}
+
+
+def _row_json(writers: list[tuple[str, Callable[[str], str]]], values: list[str | None]) -> str:
+    """A row (its FIELDS' stored strings, None where NULL) as the JSON text json.dumps(decode_row(...),
+    separators=(",", ":")) makes, byte for byte, without building the dict (a page of 17 bookings: about 2.5x less
+    CPU than decoding and encoding them)."""
+    return "{" + ",".join([label + ("null" if raw is None else write(raw))
+                           for (label, write), raw in zip(writers, values, strict=True)]) + "}"
+
 
 # A listing's nights in one round trip (was EXISTS, then HMGET). ARGV: the listing's row key, its nights key, the
 # nights asked (at least one). Returns nil for an unknown listing, else HMGET's answer.
@@ -135,24 +182,38 @@ class RedisReadViews(PrefixedRedis):
                 "nights": [{"date": night, "status": "booked" if b else "free"}
                            for night, b in zip(nights, booked, strict=True)]}
 
-    def _user_rows(self, user_id: str, params: Params | None, entity: str, index_key: Callable[[int], str]) -> dict:
+    def _user_rows_json(self, user_id: str, params: Params | None, entity: str,
+                        index_key: Callable[[int], str]) -> str:
         found_id = positive_id(user_id, "user_id")
         page = parse_page(params)
         high = f"({page.before_id}" if page.before_id is not None else "+inf"
         p = self.prefix
-        reply = self._script(USER_ROWS_SCRIPT)(args=[p + row_key("users", found_id), p + index_key(found_id),
-                                                     f"{p}{KEY_NAMES[entity]}:", high, page.limit])
+        reply = self._script(USER_ROWS_SCRIPTS[entity])(
+            args=[p + row_key("users", found_id), p + index_key(found_id), f"{p}{KEY_NAMES[entity]}:", high,
+                  page.limit])
         if reply is None:
             raise NotFound(f"no user with id {found_id}")
-        ids, *hashes = reply
-        items = [decode_row(entity, dict(zip(flat[::2], flat[1::2], strict=True))) for flat in hashes if flat]
-        return {"items": items,
-                "next_cursor": encode_cursor(int(ids[page.limit - 1])) if len(ids) > page.limit else None}
+        ids, *rows = reply
+        writers = _JSON_WRITERS[entity]
+        items = ",".join([_row_json(writers, values) for values in rows if values])
+        cursor = json.dumps(encode_cursor(int(ids[page.limit - 1]))) if len(ids) > page.limit else "null"
+        return f'{{"items":[{items}],"next_cursor":{cursor}}}'
 
     def user_bookings(self, user_id: str, params: Params | None) -> dict:
         """GET /v1/users/{user_id}/bookings: newest first (by id), paged with limit and cursor."""
-        return self._user_rows(user_id, params, "bookings", user_bookings_key)
+        answer: dict = json.loads(self.user_bookings_json(user_id, params))
+        return answer
+
+    def user_bookings_json(self, user_id: str, params: Params | None) -> str:
+        """user_bookings() as the JSON text of its answer, which the API sends as it is (json.dumps of
+        user_bookings() with the API's separators, byte for byte): no dict per row is built or encoded."""
+        return self._user_rows_json(user_id, params, "bookings", user_bookings_key)
 
     def user_payments(self, user_id: str, params: Params | None) -> dict:
         """GET /v1/users/{user_id}/payments: newest first (by id), paged with limit and cursor."""
-        return self._user_rows(user_id, params, "payments", user_payments_key)
+        answer: dict = json.loads(self.user_payments_json(user_id, params))
+        return answer
+
+    def user_payments_json(self, user_id: str, params: Params | None) -> str:
+        """user_payments() as the JSON text of its answer (as user_bookings_json)."""
+        return self._user_rows_json(user_id, params, "payments", user_payments_key)
