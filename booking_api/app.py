@@ -255,7 +255,8 @@ def get_listing(listing_id):
 
 @app.route("/v1/listings/{listing_id}/availability", methods=["GET"])
 def listing_availability(listing_id):
-    return bootstrap.read_views().listing_availability(listing_id, _query())
+    # JSON text, sent as it is (as user_bookings below)
+    return Response(body=bootstrap.read_views().listing_availability_json(listing_id, _query()))
 
 
 def _own_profile(user_id: str) -> Response | None:

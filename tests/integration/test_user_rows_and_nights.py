@@ -144,8 +144,9 @@ def test_an_unknown_user_is_not_found(models):
 def test_a_listings_nights_are_the_reference(models, listing_id, span):
     fake, views = models
     params = {"from": span[0], "to": span[1]}
-    answer = views.listing_availability(listing_id, params)
-    assert answer == reference_nights(fake, listing_id, params)
+    answer, expected = views.listing_availability(listing_id, params), reference_nights(fake, listing_id, params)
+    assert answer == expected
+    assert views.listing_availability_json(listing_id, params) == json.dumps(expected, separators=(",", ":"))
     if span[1] == "2031-07-01":
         assert {n["status"] for n in answer["nights"]} == {"free", "booked"}
 

@@ -170,6 +170,13 @@ class RedisReadViews(PrefixedRedis):
 
     def listing_availability(self, listing_id: str, params: Params | None) -> dict:
         """GET /v1/listings/{listing_id}/availability?from=&to=: each night of [from, to) free or booked."""
+        answer: dict = json.loads(self.listing_availability_json(listing_id, params))
+        return answer
+
+    def listing_availability_json(self, listing_id: str, params: Params | None) -> str:
+        """listing_availability() as the JSON text of its answer, which the API sends as it is (json.dumps of the
+        dict with the API's separators, byte for byte; its strings are ISO dates and two words, nothing to
+        escape): 59 nights cost ~40 us of dicts and encoding, ~6 us of text."""
         found_id = positive_id(listing_id, "listing_id")
         start, end = parse_night_range(params)
         nights = [n.isoformat() for n in nights_between(start, end)]  # at least one: parse_night_range's rule
@@ -178,9 +185,9 @@ class RedisReadViews(PrefixedRedis):
                                                    *nights])
         if booked is None:
             raise NotFound(f"no listing with id {found_id}")
-        return {"listing_id": found_id, "from": start.isoformat(), "to": end.isoformat(),
-                "nights": [{"date": night, "status": "booked" if b else "free"}
-                           for night, b in zip(nights, booked, strict=True)]}
+        items = ",".join([f'{{"date":"{night}","status":"{"booked" if b else "free"}"}}'
+                          for night, b in zip(nights, booked, strict=True)])
+        return f'{{"listing_id":{found_id},"from":"{start.isoformat()}","to":"{end.isoformat()}","nights":[{items}]}}'
 
     def _user_rows_json(self, user_id: str, params: Params | None, entity: str,
                         index_key: Callable[[int], str]) -> str:
