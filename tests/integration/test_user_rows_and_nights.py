@@ -17,7 +17,6 @@ from booking_core.adapters.redis_views import RedisReadViews
 from booking_core.domain.queries import encode_cursor, parse_night_range, parse_page
 from booking_core.domain.read_model import (
     decode_row,
-    nights_between,
     nights_key,
     row_key,
     user_bookings_key,
@@ -91,7 +90,7 @@ def reference_nights(fake: FakeReadModel, listing_id: str, params: dict) -> dict
     booked = fake.keys.get(nights_key(int(listing_id)), ("hash", {}))[1]
     return {"listing_id": int(listing_id), "from": start.isoformat(), "to": end.isoformat(),
             "nights": [{"date": n.isoformat(), "status": "booked" if n.isoformat() in booked else "free"}
-                       for n in nights_between(start, end)]}
+                       for n in (start + dt.timedelta(days=i) for i in range((end - start).days))]}
 
 
 def every_page(read, params: dict) -> list[dict]:

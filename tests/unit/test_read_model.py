@@ -200,3 +200,12 @@ def test_nights_of_several_stays_of_a_listing_are_one_hset_and_one_hdel_equal_to
         merged[op[0]].update(op[2] if op[0] == "hset" else dict.fromkeys(op[2]))
     assert one.ops[0][2] == merged["hset"] == {"2030-01-02": "9", "2030-03-01": "4"}
     assert sorted(one.ops[1][2]) == sorted(merged["hdel"]) == ["2030-01-01", "2030-01-03", "2030-03-02"]
+
+
+@pytest.mark.parametrize("start, end", [
+    (dt.date(2031, 1, 1), dt.date(2031, 1, 1)), (dt.date(2031, 1, 2), dt.date(2031, 1, 1)),
+    (dt.date(2030, 12, 30), dt.date(2031, 3, 2)), (dt.date(2032, 2, 27), dt.date(2032, 3, 2)),
+    (dt.date(1, 1, 1), dt.date(1, 1, 3)), (dt.date(9999, 12, 30), dt.date(9999, 12, 31)),
+])
+def test_the_nights_of_a_stay_are_each_day_from_check_in_to_before_check_out(start, end):
+    assert rm.nights_between(start, end) == [start + dt.timedelta(days=i) for i in range((end - start).days)]
