@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import logging
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from booking_core import config, logs
 from infra.local import gateway, template, web
+from infra.local.lifetime import end_with_parent
 
 
 class _Server(socketserver.ThreadingMixIn, HTTPServer):
@@ -129,7 +129,7 @@ def serve(server, workers: int, state_file: Path | None = None, function: str = 
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            _end_with(parent)
+            end_with_parent(parent)
             try:
                 server.serve_forever()
             finally:
@@ -179,15 +179,6 @@ def serve(server, workers: int, state_file: Path | None = None, function: str = 
         restarts += 1
         write_state()
         log.warning("API worker died; started another", extra={"worker": pid, "exit": how, "restarts": restarts})
-
-
-def _end_with(parent: int) -> None:
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The local stack's AWS: moto's server mode on one port, with the template's Cognito user pool in it.
 
-    python -m infra.local.aws_endpoint --port 4566 [--template template.yaml] [--ready-file F]
+    python -m infra.local.aws_endpoint --port 4566 [--template template.yaml] [--ready-file F] [--end-with PID]
 
 At start it creates the user pool (email as the user name, the template's password policy, a `custom:user_id`
 attribute), the web client's app client (no secret; USER_PASSWORD_AUTH, SRP and refresh tokens) and the demo users
@@ -19,13 +19,13 @@ import argparse
 import json
 import logging
 import os
-import signal
 import threading
 from pathlib import Path
 
 from booking_core import config, logs
 from infra.local import template
 from infra.local.lambda_context import LocalContext
+from infra.local.lifetime import end_with_parent, stop_event_on_signals
 
 log = logging.getLogger("aws_endpoint")
 
@@ -152,7 +152,10 @@ def main(argv=None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--template", default=str(template.TEMPLATE))
     parser.add_argument("--ready-file")
+    parser.add_argument("--end-with", type=int, help="end when this process (the one starting it) dies")
     args = parser.parse_args(argv)
+    if args.end_with:
+        end_with_parent(args.end_with)
     from moto.moto_server.threaded_moto_server import MotoRequestHandler
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
@@ -180,9 +183,7 @@ def main(argv=None) -> None:
         partial.write_text(json.dumps(app.pool))
         partial.rename(args.ready_file)
     log.info("local AWS endpoint ready", extra={"endpoint": endpoint, "user_pool_id": app.pool["userPoolId"]})
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = stop_event_on_signals()
     stop.wait()
     server.shutdown()
 

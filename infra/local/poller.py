@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import threading
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from booking_core.adapters.kafka import client_settings
 from booking_core.kafka_event import MSK_SOURCE, build_event
 from infra.local import template
 from infra.local.lambda_context import LocalContext
+from infra.local.lifetime import stop_event_on_signals
 
 log = logging.getLogger("poller")
 
@@ -190,9 +190,7 @@ def main(argv=None) -> None:
     logs.setup(f"poller:{args.function}")
     event = next(e for e in function.events if e.name == args.event)
     index, count = (int(x) for x in args.shard.split("/"))
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = stop_event_on_signals()
     KafkaPoller(function, event, shard=(index, count), stop=stop,
                 ready_file=Path(args.ready_file) if args.ready_file else None).run()
 

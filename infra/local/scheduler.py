@@ -10,7 +10,6 @@ import argparse
 import datetime as dt
 import json
 import logging
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from booking_core import logs
 from infra.local import template
 from infra.local.lambda_context import LocalContext
+from infra.local.lifetime import stop_event_on_signals
 from infra.local.schedule import Schedule, scheduled_event
 
 log = logging.getLogger("scheduler")
@@ -88,9 +88,7 @@ def main(argv=None) -> None:
         print(json.dumps(invoke(function, event_for(function, events[0])), default=str, indent=2))
         return
     logs.setup("scheduler")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = stop_event_on_signals()
     threads = []
     for function, event in scheduled(functions):
         if args.function and function.logical_id != args.function:

@@ -308,7 +308,7 @@ def start_aws_endpoint(port: int, template_path: Path, run_dir: Path, env: dict[
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "infra.local.aws_endpoint", "--port", str(port), "--template", str(template_path),
-             "--ready-file", str(ready)],
+             "--ready-file", str(ready), "--end-with", str(os.getpid())],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 30
     while not ready.exists():

@@ -24,7 +24,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from booking_core import config
 from infra.local import services, template
+from infra.local.lifetime import stop_event_on_signals
 
 ROOT = services.ROOT
 RUN_DIR = services.LOCAL_DIR / "run"
@@ -347,9 +347,7 @@ def demo_booking() -> str:
 
 def run(demo: bool = False) -> int:
     stack = Stack(Path(os.environ.get("STACK_TEMPLATE", str(template.TEMPLATE))))
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = stop_event_on_signals()
     started = time.monotonic()
     try:
         stack.start_services()

@@ -111,6 +111,33 @@ def test_the_outbox_folder_holds_one_eml_file_a_mail_program_can_open(tmp_path):
     assert "420.50 EUR" in parsed.get_content()
 
 
+def test_an_outbox_email_with_any_title_reads_back_as_sent(tmp_path):
+    """Listing titles are the hosts' text: non-ASCII, long, or with a line break (which must not start a header).
+    Before, a line break in the title made every send of that email fail (ValueError from EmailMessage)."""
+    import dataclasses
+
+    mail = confirmation_email(
+        booking_id=4712, recipient="user4@example.com", guest_name="Zoë 4",
+        listing_title="Château à Zürich — vue sur le lac\r\nBcc: victim@example.com", city="Zürich",
+        check_in=dt.date(2030, 3, 1), check_out=dt.date(2030, 3, 4), guests=2, amount_cents=42050, currency="EUR")
+    mail = dataclasses.replace(mail, body=mail.body + "x" * 1200 + "\n")
+
+    OutboxFolderMailer(SENDER, tmp_path).send(mail)
+
+    (path,) = tmp_path.glob("*.eml")
+    parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert parsed["Bcc"] is None and parsed.defects == []
+    assert parsed["Subject"] == "Booking #4712 confirmed: Château à Zürich — vue sur le lac Bcc: victim@example.com"
+    assert parsed.get_content() == mail.body
+    assert (parsed["From"], parsed["To"]) == (SENDER, "user4@example.com")
+
+
+def test_the_outbox_refuses_a_header_value_with_a_line_break(tmp_path):
+    with pytest.raises(ValueError, match="line break"):
+        OutboxFolderMailer(SENDER, tmp_path).send(Email("user4@example.com", "Hello\nBcc: victim@example.com", "."))
+    assert list(tmp_path.glob("*.eml")) == []
+
+
 @pytest.mark.parametrize("mode, kind", [("ses", SesMailer), ("outbox", OutboxFolderMailer), ("off", DisabledMailer)])
 def test_mail_mode_picks_the_mailer(monkeypatch, mode, kind):
     monkeypatch.setenv("MAIL_MODE", mode)

@@ -158,3 +158,11 @@ def test_threads_that_wait_for_a_producer_share_one_build_and_its_failure():
     for thread in threads:
         thread.join(5)
     assert len(calls) == 1 and len(errors) == 8
+
+
+def test_record_batch_checksums_are_computed_in_c():
+    """kafka-python computes each record batch's CRC-32C in pure Python unless the crc32c package is installed:
+    about 0.2 ms per 2 KB batch, on every produce and every fetch (a profile of the payment poller found it)."""
+    from kafka.record import util
+
+    assert util.crc32c_c is not None and util.calc_crc32c.__defaults__[0] is util.crc32c_c

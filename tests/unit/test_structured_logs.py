@@ -97,6 +97,15 @@ def test_scrub_masks_exactly_what_the_three_patterns_mask(text):
     assert scrub(text) == expected
 
 
+def test_the_outbox_message_id_stays_readable_but_an_address_at_a_lookalike_domain_does_not():
+    """"<outbox-17@booking.local>" is the local outbox's Message-ID (RFC 5322 gives every one an @): masked as an
+    address, the "confirmation email sent" line lost the one value it is there to carry."""
+    from booking_core.logs import scrub
+
+    line = '{"message_id": "<outbox-17@booking.local>", "to": "u@booking.local.example.com", "x": "v@booking.local"}'
+    assert scrub(line) == '{"message_id": "<outbox-17@booking.local>", "to": "<email>", "x": "<email>"}'
+
+
 def _forget_powertools_logger(name: str) -> None:
     # Powertools marks the stdlib logger of a service as configured and reuses it: start each test afresh.
     named = logging.getLogger(name)

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import quopri
 import re
 import threading
 import uuid
-from email.message import EmailMessage
+from email.header import Header
 from email.parser import BytesParser
 from email.utils import formatdate, make_msgid
 from pathlib import Path
@@ -86,20 +87,13 @@ class OutboxFolderMailer:
                 return str(BytesParser().parsebytes(link.read_bytes(), headersonly=True)["Message-ID"])
             except FileNotFoundError:
                 pass
-        message = EmailMessage()
         message_id = (f"<{email.message_key}@booking.local>" if email.message_key
                       else make_msgid(domain="booking.local"))
-        message["Message-ID"] = message_id
-        message["Date"] = formatdate(usegmt=True)
-        message["From"] = self.sender
-        message["To"] = email.recipient
-        message["Subject"] = email.subject
-        message.set_content(email.body)
         if not self.directory.is_dir():
             self.directory.mkdir(parents=True, exist_ok=True)
         name = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S.%f}-{email.message_key or uuid.uuid4().hex[:8]}.eml"
         partial = self.directory / (name + ".part")
-        partial.write_bytes(message.as_bytes())
+        partial.write_bytes(eml_bytes(message_id, self.sender, email))
         partial.rename(self.directory / name)  # readers never see a half-written file
         if link is not None:
             link.parent.mkdir(exist_ok=True)
@@ -108,6 +102,26 @@ class OutboxFolderMailer:
             except FileExistsError:  # another sender of the same key got there first: its file is the answer
                 pass
         return message_id
+
+
+def eml_bytes(message_id: str, sender: str, email: Email) -> bytes:
+    """An email as a plain-text message file, composed directly: EmailMessage's default policy parses each header
+    it is given (and builds a class per header), 0.8 ms of CPU per email, half the payment poller's Python time
+    in `make bench`. The headers are ours and the addresses validated; the subject is RFC 2047-encoded when it is
+    not ASCII, the body 8bit UTF-8, or quoted-printable when a line is longer than SMTP's 998 octets."""
+    for value in (message_id, sender, email.recipient, email.subject):
+        if "\n" in value or "\r" in value:  # as EmailMessage refused: it would start a header of its own
+            raise ValueError(f"a header value has a line break: {value!r}")
+    subject = email.subject if email.subject.isascii() else Header(email.subject, "utf-8").encode()
+    body = email.body.replace("\r\n", "\n").encode()
+    if any(len(line) > 998 for line in body.split(b"\n")):
+        encoding, body = "quoted-printable", quopri.encodestring(body)
+    else:
+        encoding = "7bit" if body.isascii() else "8bit"
+    head = (f"Message-ID: {message_id}\nDate: {formatdate(usegmt=True)}\nFrom: {sender}\nTo: {email.recipient}\n"
+            f"Subject: {subject}\nMIME-Version: 1.0\nContent-Type: text/plain; charset=\"utf-8\"\n"
+            f"Content-Transfer-Encoding: {encoding}\n\n")
+    return head.encode() + body  # UTF-8 where an address is not ASCII (RFC 6532)
 
 
 class DisabledMailer:

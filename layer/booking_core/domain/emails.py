@@ -36,6 +36,13 @@ class SendOutcome:
     error: str | None = None
 
 
+def one_line(text: str) -> str:
+    """Text for one line of an email: line breaks and the blanks around them become one space."""
+    if "\n" not in text and "\r" not in text:
+        return text
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
 def format_amount(amount_cents: int, currency: str) -> str:
     return f"{amount_cents // 100:,}.{amount_cents % 100:02d} {currency}"
 
@@ -47,13 +54,14 @@ def confirmation_email(*, booking_id: int, recipient: str, guest_name: str, list
     (the Idempotency-Key once appeared as its reference: anyone could make the platform mail 64 characters of
     their choosing); the reference is the booking's own id."""
     nights = (check_out - check_in).days
-    subject = f"Booking #{booking_id} confirmed: {listing_title}"
+    title = one_line(listing_title)  # a host's text: a line break in a subject would start a header
+    subject = f"Booking #{booking_id} confirmed: {title}"
     body = "\n".join([
-        f"Hello {guest_name or 'there'},",
+        f"Hello {one_line(guest_name) or 'there'},",
         "",
         f"your booking #{booking_id} is confirmed.",
         "",
-        f"  Listing:    {listing_title} ({city})",
+        f"  Listing:    {title} ({one_line(city)})",
         f"  Check-in:   {check_in.isoformat()}",
         f"  Check-out:  {check_out.isoformat()} ({nights} night{'s' if nights != 1 else ''})",
         f"  Guests:     {guests}",
