@@ -2,7 +2,8 @@
 
 Each view takes the request's plain values (path ids and query parameters as strings), validates them with
 domain/queries.py (ValidationError names each bad field) and returns JSON-ready dicts; an unknown id raises
-NotFound. Lists answer {"items": [...], "next_cursor": str | None}.
+NotFound. Lists answer {"items": [...], "next_cursor": str | None}. Availability and a user's lists are also
+answered as the JSON text the API sends (`*_json`: json.dumps of the dict, byte for byte, without the dict).
 """
 from __future__ import annotations
 
