@@ -245,7 +245,8 @@ def _query() -> dict[str, str]:
 
 @app.route("/v1/listings", methods=["GET"])
 def search_listings():
-    return bootstrap.read_views().search_listings(_query())
+    # JSON text (each listing's stored JSON, joined in Redis), sent as it is (as availability below)
+    return Response(body=bootstrap.read_views().search_listings_json(_query()))
 
 
 @app.route("/v1/listings/{listing_id}", methods=["GET"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import uuid
 
 import pytest
@@ -16,7 +17,7 @@ from booking_core import config
 from booking_core.adapters import redis_views
 from booking_core.adapters.redis_read_model import RedisReadModel
 from booking_core.adapters.redis_views import RedisReadViews
-from booking_core.domain.read_model import GUEST_BUCKETS
+from booking_core.domain.read_model import GUEST_BUCKETS, JSON_FIELD
 from booking_core.services import replication
 from tests.unit.replication_fakes import FakeChangeLog, FakeReadModel
 
@@ -120,3 +121,35 @@ def test_a_capped_page_carries_a_cursor_and_pages_never_repeat_a_listing(models,
     got, pages = every_page(real.search_listings, {**STAY, "limit": "20"})
     assert len(got) == len(set(got)) and got == every_page(fake.search_listings, {**STAY, "limit": "100"})[0]
     assert pages > 20
+
+
+def test_a_page_is_each_listings_api_json_whether_its_hash_carries_that_json_or_the_script_writes_it(redis_client):
+    """The script answers each listing's stored JSON (the replicator's), or for a hash without it writes the
+    item itself: both must be the JSON of the hash beside it, for any title (quotes, backslash, slash, control
+    characters, non-ASCII) and a missing field; with the stored JSON the page is byte for byte what json.dumps
+    made of the reference page before."""
+    prefix = f"{config.redis_prefix()}searchjson{uuid.uuid4().hex[:8]}:"
+    db, fake, real = FakeChangeLog(), FakeReadModel(), RedisReadModel(redis_client, prefix)
+    titles = ['Loft "Sol"', "back\\slash / slash", "tab\tand\x01control", "Łódź ☀ 東京", "", "x" * 300]
+    for i, title in enumerate(titles, start=1):
+        db.insert("listings", id=i, host_id=10 ** 12 + i, title=title, city="Lisbon", max_guests=2,
+                  nightly_price_cents=1000 + i, currency="EUR", active=1)
+    replay = list(db.log)
+    for read_model in (fake, real):
+        db.log = list(replay)
+        replication.drain(db, read_model)
+    views = RedisReadViews(redis_client, prefix)
+    try:
+        reference = fake.search_listings({"city": "lisbon"})
+        assert len(reference["items"]) == len(titles)
+        assert views.search_listings_json({"city": "lisbon"}) == json.dumps(reference, separators=(",", ":"))
+        for i in range(1, len(titles) + 1):
+            redis_client.hdel(f"{prefix}listing:{i}", JSON_FIELD)
+        redis_client.hdel(f"{prefix}listing:2", "currency")
+        written = views.search_listings({"city": "lisbon"})
+        assert written["items"] == [views.get_listing(str(i)) for i in range(1, len(titles) + 1)]
+        assert written["items"][1]["currency"] is None
+        assert {k: v for k, v in written.items() if k != "items"} == {"next_cursor": None}
+    finally:
+        for key in redis_client.scan_iter(match=prefix + "*", count=1000):
+            redis_client.delete(key)

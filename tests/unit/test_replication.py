@@ -161,6 +161,19 @@ def test_reconcile_repairs_and_counts_injected_drift(db, redis):
     assert replication.reconcile(db, redis)["repaired"] == 0
 
 
+def test_reconcile_writes_a_listings_json_where_its_hash_lacks_it_or_holds_a_stale_one(db, redis):
+    """A hash written before the JSON field existed (or with JSON of another version of the row) is repaired."""
+    db.insert("listings", id=8, host_id=1, title="Barn", city="Porto", max_guests=2, nightly_price_cents=5000,
+              currency="EUR", active=1)
+    replication.apply_batch(db, redis)
+    want = {key: dict(redis.keys[key][1]) for key in ("listing:7", "listing:8")}
+    del redis.keys["listing:7"][1][rm.JSON_FIELD]
+    redis.keys["listing:8"][1][rm.JSON_FIELD] = want["listing:7"][rm.JSON_FIELD]
+    report = replication.reconcile(db, redis)
+    assert report["rows"] == {"missing": 0, "stale": 2, "orphan": 0}
+    assert {key: redis.keys[key][1] for key in want} == want
+
+
 def test_ensure_loaded_loads_only_when_the_model_is_empty(db, redis):
     assert replication.ensure_loaded(db, redis)["rows"]["missing"] == 2
     assert replication.ensure_loaded(db, redis) is None

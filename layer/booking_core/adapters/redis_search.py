@@ -8,15 +8,40 @@ what it found with a cursor at the last listing it examined, and the client goes
 KEYS: the indexes to merge in (price, member) order (search_indexes(): one, or the capacity buckets).
 ARGV: key prefix, max price ("+inf" or an integer), cursor price ("" for none), cursor member, limit, work
       budget, guests to check per candidate (0: none; set only above GUEST_BUCKETS), then the stay's nights.
-Returns {cursor price or "", cursor member or "", listing hash (flat), ...}: a cursor when more may follow.
+Returns {cursor price or "", cursor member or "", the page's items as one JSON array}: a cursor when more may
+follow. Each item is its hash's JSON_FIELD (the listing's public JSON, stored with the row by the replicator and
+reconcile), or, where a hash lacks it, written out here from the hash's fields the way decode_row() + json.dumps
+would (cjson escapes "/" as "\\/" and leaves non-ASCII as UTF-8: the same JSON values, other bytes).
 Single instance only: the listing and nights keys it reads are derived inside the script (not in KEYS), which
 Redis Cluster would refuse; the read model lives in one Redis (README).
 """
 from __future__ import annotations
 
+import json
+import re
+
+from booking_core.domain.read_model import BOOL, FIELDS, INT, JSON_FIELD
+
 WORK_BUDGET = 4000  # units per request: one per candidate examined, plus one per night checked for it
 
-SCRIPT = """
+
+def _fields_lua() -> str:
+    """The listing's public fields as Lua tables (name, JSON kind, `"name":` label), from domain FIELDS: the
+    script writes each item as decode_row() then json.dumps() would (ints as numbers, active as a bool, a missing
+    field as null, the rest as strings)."""
+    names, kinds, labels = [], [], []
+    for name, kind in FIELDS["listings"].items():
+        assert re.fullmatch(r"[a-z_]+", name), name  # safe inside a Lua literal as it is
+        names.append(f"'{name}'")
+        kinds.append(f"'{kind if kind in (INT, BOOL) else 'str'}'")
+        labels.append(f"'{json.dumps(name)}:'")
+    return (f"local FIELD_NAMES = {{{', '.join(names)}}}\n"
+            f"local FIELD_KINDS = {{{', '.join(kinds)}}}\n"
+            f"local FIELD_LABELS = {{{', '.join(labels)}}}\n"
+            f"local JSON_FIELD = '{JSON_FIELD}'\n")
+
+
+SCRIPT = _fields_lua() + """
 local prefix, max_price = ARGV[1], ARGV[2]
 local after_price, after_member = ARGV[3], ARGV[4]
 local limit, budget, check_guests = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -97,6 +122,33 @@ if n > limit then
 elseif capped then
   reply = {string.format('%d', last[2]), last[1]}
 end
-for i = 1, n do reply[#reply + 1] = redis.call('HGETALL', found[i][2]) end
+-- The page as the API's JSON text: each listing's own JSON as the replicator stored it with the row (JSON_FIELD),
+-- so the API joins one string instead of decoding and re-encoding every item (that was the page's per-item cost).
+-- A hash without it (written before the field existed, or damaged) is written out here from its fields instead.
+local function written_out(key)
+  local values = redis.call('HMGET', key, unpack(FIELD_NAMES))
+  local parts = {}
+  for j = 1, #FIELD_NAMES do
+    local v, kind = values[j], FIELD_KINDS[j]
+    if not v then
+      v = 'null'
+    elseif kind == 'int' then
+      if not (v == '0' or string.match(v, '^%-?[1-9]%d*$')) then
+        error('listing field ' .. FIELD_NAMES[j] .. ' is not an integer: ' .. key)
+      end
+    elseif kind == 'bool' then
+      if v == '1' then v = 'true' else v = 'false' end
+    else
+      v = cjson.encode(v)
+    end
+    parts[j] = FIELD_LABELS[j] .. v
+  end
+  return '{' .. table.concat(parts, ',') .. '}'
+end
+local items = {}
+for i = 1, n do
+  items[i] = redis.call('HGET', found[i][2], JSON_FIELD) or written_out(found[i][2])
+end
+reply[3] = '[' .. table.concat(items, ',') .. ']'
 return reply
 """

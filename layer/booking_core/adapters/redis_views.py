@@ -2,8 +2,8 @@
 
 Each view takes the request's plain values (path ids and query parameters as strings), validates them with
 domain/queries.py (ValidationError names each bad field) and returns JSON-ready dicts; an unknown id raises
-NotFound. Lists answer {"items": [...], "next_cursor": str | None}. Availability and a user's lists are also
-answered as the JSON text the API sends (`*_json`: json.dumps of the dict, byte for byte, without the dict).
+NotFound. Lists answer {"items": [...], "next_cursor": str | None}. The search, availability and a user's lists
+are also answered as the JSON text the API sends (`*_json`: json.dumps of the dict, byte for byte, without the dict).
 """
 from __future__ import annotations
 
@@ -139,20 +139,24 @@ class RedisReadViews(PrefixedRedis):
         One script in Redis (adapters/redis_search.py) walks the index the city and guests filters name, within
         the price range, checking the stay's nights per candidate. Its work is capped: a page may hold fewer
         than `limit` items and still carry a cursor, where going on may find more."""
+        page: dict = json.loads(self.search_listings_json(params))
+        return page
+
+    def search_listings_json(self, params: Params | None) -> str:
+        """search_listings() as the JSON text of its answer, which the API sends as it is: the script writes
+        each listing's JSON itself, so a page of 20 costs this process no per-item decoding or encoding."""
         search = parse_listing_search(params)
         p = self.prefix
         guests_checked = search.guests if search.guests is not None and search.guests > GUEST_BUCKETS else 0
         nights = [n.isoformat() for n in nights_between(*search.stay)] if search.stay else []
         after_price, after_member = ((str(search.after[0]), listing_member(search.after[1])) if search.after
                                      else ("", ""))
-        reply = self._search_script()(
+        cursor_price, cursor_member, items = self._search_script()(
             keys=[p + key for key in search_indexes(search.city, search.guests)],
             args=[p, search.max_price_cents if search.max_price_cents is not None else "+inf", after_price,
                   after_member, search.limit, WORK_BUDGET, guests_checked, *nights])
-        cursor_price, cursor_member, *hashes = reply
-        items = [decode_row("listings", dict(zip(flat[::2], flat[1::2], strict=True))) for flat in hashes]
-        next_cursor = encode_cursor(int(cursor_price), int(cursor_member)) if cursor_price else None
-        return {"items": items, "next_cursor": next_cursor}
+        next_cursor = json.dumps(encode_cursor(int(cursor_price), int(cursor_member))) if cursor_price else "null"
+        return f'{{"items":{items},"next_cursor":{next_cursor}}}'
 
     def _search_script(self) -> Any:
         # Registered once per client: redis-py sends EVALSHA and falls back to EVAL after a Redis restart.

@@ -3,7 +3,8 @@
 The replicator, reconcile and the read views share this one definition, and unit tests need no Redis.
 Keys here are relative: the adapter puts `config.redis_prefix()` in front of each.
 
-    listing:{id}               hash   the listing row
+    listing:{id}               hash   the listing row, plus `_json`: the listing as the API answers it (public_json),
+                                      written with the row, so a search page is joined, not re-encoded
     listings:by_price          zset   active listings, score = nightly_price_cents
     listings:city:{city}       zset   active listings of a city (casefolded), score = nightly_price_cents
     listings:guests:{n}        zset   active listings taking exactly n guests (n = GUEST_BUCKETS: that many or
@@ -20,9 +21,11 @@ Listing members are zero-padded ids, so Redis orders equal prices by id (lexicog
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import overload
 
 INT, STR, BOOL, DATE, TIMESTAMP = "int", "str", "bool", "date", "timestamp"
 # Bookings in these states occupy their nights (the write side's rule, repeated here for the read side).
@@ -197,6 +200,32 @@ def decode_row(entity: str, stored: dict[str, str]) -> dict[str, int | bool | st
     return decoded
 
 
+# A listing hash's extra field: the listing's public JSON (decode_row, then JSON), kept with the row it is made of.
+# The search script returns these as they are, so a page of 20 costs the API one join rather than decoding and
+# encoding 20 rows; a hash without it (written before it existed, or damaged) is written out by the script itself.
+JSON_FIELD = "_json"
+
+
+def public_json(entity: str, stored: dict[str, str]) -> str:
+    """A row's hash as the API's JSON for it: what Chalice's json.dumps makes of decode_row()."""
+    return json.dumps(decode_row(entity, stored), separators=(",", ":"))
+
+
+@overload
+def stored_hash(entity: str, encoded: dict[str, str]) -> dict[str, str]: ...
+@overload
+def stored_hash(entity: str, encoded: None) -> None: ...
+def stored_hash(entity: str, encoded: dict[str, str] | None) -> dict[str, str] | None:
+    """The hash a row is kept as: encode_row's strings, and for a listing also its public JSON (JSON_FIELD)."""
+    if encoded is None or entity != "listings":
+        return encoded
+    row = {name: value for name, value in encoded.items() if name != JSON_FIELD}
+    try:
+        return {**row, JSON_FIELD: public_json(entity, row)}
+    except ValueError:
+        return row  # a damaged hash (not a MySQL row): no JSON; the search script writes the item itself
+
+
 # The columns memberships() reads: reconcile's orphan check of index members fetches only these.
 MEMBERSHIP_COLUMNS = {"listings": ("id", "city", "max_guests", "nightly_price_cents", "active"),
                       "bookings": ("id", "user_id"), "payments": ("id", "user_id"), "users": ("id",)}
@@ -302,6 +331,7 @@ def plan_row(plan: Plan, entity: str, entity_id: int, old: dict[str, str] | None
             new: dict[str, str] | None) -> None:
     """Write a row's whole Redis form: its hash, plus memberships moved from what `old` implied to `new`'s."""
     key = row_key(entity, entity_id)
+    new = stored_hash(entity, new)
     if new is None:
         plan.delete(key)
     elif old is not None and old.keys() - new.keys():
@@ -352,7 +382,7 @@ def full_model(rows_by_entity: dict[str, list[dict]], occupying_bookings: Iterab
     model: dict[str, tuple[str, dict]] = {}
     for entity, rows in rows_by_entity.items():
         for row in rows:
-            stored = row if encoded else encode_row(entity, row)
+            stored = stored_hash(entity, row if encoded else encode_row(entity, row))
             model[row_key(entity, int(row["id"]))] = (HASH, stored)
             for (zset_key, member), score in memberships(entity, stored).items():
                 model.setdefault(zset_key, (ZSET, {}))[1][member] = score
