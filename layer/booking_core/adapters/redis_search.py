@@ -13,7 +13,8 @@ follow. Each item is its hash's JSON_FIELD (the listing's public JSON, stored wi
 reconcile), or, where a hash lacks it, written out here from the hash's fields the way decode_row() + json.dumps
 would (cjson escapes "/" as "\\/" and leaves non-ASCII as UTF-8: the same JSON values, other bytes).
 Single instance only: the listing and nights keys it reads are derived inside the script (not in KEYS), which
-Redis Cluster would refuse; the read model lives in one Redis (README).
+Redis Cluster would refuse (as it would the bucket KEYS of different slots); the read model lives in one Redis.
+docs/decisions.md (issue 18, the stored listing JSON) says why and what a cluster would need.
 """
 from __future__ import annotations
 
