@@ -17,7 +17,7 @@ from booking_core import config
 from booking_core.adapters import redis_views
 from booking_core.adapters.redis_read_model import RedisReadModel
 from booking_core.adapters.redis_views import RedisReadViews
-from booking_core.domain.read_model import GUEST_BUCKETS, JSON_FIELD
+from booking_core.domain.read_model import GUEST_BUCKETS, json_key
 from booking_core.services import replication
 from tests.unit.replication_fakes import FakeChangeLog, FakeReadModel
 
@@ -144,7 +144,7 @@ def test_a_page_is_each_listings_api_json_whether_its_hash_carries_that_json_or_
         assert len(reference["items"]) == len(titles)
         assert views.search_listings_json({"city": "lisbon"}) == json.dumps(reference, separators=(",", ":"))
         for i in range(1, len(titles) + 1):
-            redis_client.hdel(f"{prefix}listing:{i}", JSON_FIELD)
+            redis_client.delete(f"{prefix}{json_key(i)}")
         redis_client.hdel(f"{prefix}listing:2", "currency")
         written = views.search_listings({"city": "lisbon"})
         assert written["items"] == [views.get_listing(str(i)) for i in range(1, len(titles) + 1)]

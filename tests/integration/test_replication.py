@@ -216,12 +216,13 @@ def test_reconcile_repairs_and_counts_a_wrong_field_a_stray_member_and_a_missing
     redis_client.delete(f"{prefix}booking:{ids['booking']}")  # a missing key
     orphan = rm.Plan()
     orphan.hset("payment:999999", {"id": "999999"})  # an orphan record: written by replication, its row since gone
+    orphan.set(rm.json_key(999999), '{"id":999999}')  # a listing's JSON, its listing since gone
     model.execute(orphan)
     redis_client.hset(f"{prefix}payment:999998", mapping={"id": "999998"})  # one written by hand, around it
 
     report = replication.reconcile(change_log, model)
 
-    assert report["rows"] == {"missing": 1, "stale": 1, "orphan": 1}
+    assert report["rows"] == {"missing": 1, "stale": 1, "orphan": 2}
     assert report["members"] == {"missing": 0, "stale": 0, "orphan": 2}
     # The registry walk does not see a key written around the replicator; a full scan does.
     assert redis_client.exists(f"{prefix}payment:999998")

@@ -11,6 +11,7 @@ from booking_core.domain.read_model import (
     HASH,
     LOADED_MARKER,
     OCCUPYING_STATUSES,
+    STRING,
     ZSET,
     decode_row,
     encode_row,
@@ -116,6 +117,8 @@ class FakeReadModel:
             elif name == "hdel":
                 for field in op[2]:
                     self.keys.get(key, (HASH, {}))[1].pop(field, None)
+            elif name == "set":
+                self.keys[key] = (STRING, op[2])
             elif name == "zadd":
                 self.keys.setdefault(key, (ZSET, {}))[1][op[2]] = float(op[3])
             elif name == "zrem":
@@ -138,6 +141,9 @@ class FakeReadModel:
     def hashes(self, keys):
         return {k: (self.keys[k][0], dict(self.keys[k][1]) if self.keys[k][0] == HASH else {})
                 for k in keys if k in self.keys}
+
+    def texts(self, keys):
+        return {k: self.keys[k][1] for k in keys if k in self.keys and self.keys[k][0] == STRING}
 
     def scores(self, pairs):
         found = {}

@@ -161,17 +161,34 @@ def test_reconcile_repairs_and_counts_injected_drift(db, redis):
     assert replication.reconcile(db, redis)["repaired"] == 0
 
 
-def test_reconcile_writes_a_listings_json_where_its_hash_lacks_it_or_holds_a_stale_one(db, redis):
-    """A hash written before the JSON field existed (or with JSON of another version of the row) is repaired."""
-    db.insert("listings", id=8, host_id=1, title="Barn", city="Porto", max_guests=2, nightly_price_cents=5000,
-              currency="EUR", active=1)
+def test_reconcile_writes_a_listings_json_key_where_it_is_missing_stale_or_its_hash_still_holds_the_field(db, redis):
+    """A listing without its JSON key (written before it existed), with JSON of another version of the row, or
+    whose hash still carries the old `_json` field, is repaired, and counted once as a stale row."""
+    for listing_id in (8, 9):
+        db.insert("listings", id=listing_id, host_id=1, title="Barn", city="Porto", max_guests=2,
+                  nightly_price_cents=5000, currency="EUR", active=1)
     replication.apply_batch(db, redis)
-    want = {key: dict(redis.keys[key][1]) for key in ("listing:7", "listing:8")}
-    del redis.keys["listing:7"][1][rm.JSON_FIELD]
-    redis.keys["listing:8"][1][rm.JSON_FIELD] = want["listing:7"][rm.JSON_FIELD]
+    want = copy.deepcopy(redis.snapshot())
+    del redis.keys[rm.json_key(7)]
+    redis.keys[rm.json_key(8)] = (rm.STRING, want[rm.json_key(7)][1])
+    redis.keys["listing:9"][1][rm.JSON_FIELD] = want[rm.json_key(9)][1]
+    del redis.keys[rm.json_key(9)]
     report = replication.reconcile(db, redis)
-    assert report["rows"] == {"missing": 0, "stale": 2, "orphan": 0}
-    assert {key: redis.keys[key][1] for key in want} == want
+    assert report["rows"] == {"missing": 0, "stale": 3, "orphan": 0}
+    assert redis.snapshot() == want
+
+
+def test_reconcile_removes_a_listings_json_key_whose_listing_is_gone_and_keeps_the_others(db, redis):
+    """The listing's JSON lives in a string key of its own (listing:{id}:json): one left without its listing is
+    an orphan like a row hash, and one with its listing is not (the orphan pass must not take it for an index)."""
+    replication.apply_batch(db, redis)
+    kept = copy.deepcopy(redis.keys[rm.json_key(7)])
+    redis.keys[rm.json_key(9)] = (rm.STRING, '{"id":9}')  # its listing was deleted, the JSON key stayed
+    report = replication.reconcile(db, redis)
+    assert report["rows"] == {"missing": 0, "stale": 0, "orphan": 1}
+    assert rm.json_key(9) not in redis.keys
+    assert redis.keys[rm.json_key(7)] == kept
+    assert replication.reconcile(db, redis)["repaired"] == 0
 
 
 def test_ensure_loaded_loads_only_when_the_model_is_empty(db, redis):

@@ -14,6 +14,7 @@ from booking_core.domain.read_model import (
     REGISTRY_FAMILIES,
     REGISTRY_INDEXES,
     REGISTRY_MARKER,
+    STRING,
     ZSET,
     Plan,
     family_key,
@@ -71,6 +72,9 @@ for _, op in ipairs(ops) do
   local name, key, arg = op[1], prefix .. op[2], op[3]
   if name == 'delete' then
     run('DEL', key)
+  elseif name == 'set' then
+    register(prefix, op[2])
+    run('SET', key, arg)
   else
     if name == 'hset' or name == 'zadd' then register(prefix, op[2]) end
     sliced(COMMANDS[name], key, arg)
@@ -105,7 +109,7 @@ def coalesce(ops: list[tuple]) -> list[tuple[str, str, Any]]:
     last_on: dict[str, int] = {}
     for op in ops:
         name, key = op[0], op[1]
-        if name not in ("delete", *_MERGEABLE):
+        if name not in ("delete", "set", *_MERGEABLE):
             raise ValueError(f"unknown plan op {name!r}")
         at = last_on.get(key)
         if at is not None and out[at][0] == name and name in _MERGEABLE:
@@ -120,7 +124,8 @@ def coalesce(ops: list[tuple]) -> list[tuple[str, str, Any]]:
                 merged.extend(op[2])
             continue
         arg: Any = ({op[2]: op[3]} if name == "zadd" else [op[2]] if name == "zrem"
-                       else dict(op[2]) if name == "hset" else list(op[2]) if name == "hdel" else None)
+                       else dict(op[2]) if name == "hset" else list(op[2]) if name == "hdel"
+                       else op[2] if name == "set" else None)
         out.append((name, key, arg))
         last_on[key] = len(out) - 1
     return out
@@ -193,6 +198,8 @@ class RedisReadModel(PrefixedRedis):
                     pipe.hgetall(p + key)
                 elif kind == ZSET:
                     pipe.zrange(p + key, 0, -1, withscores=True)
+                elif kind == STRING:
+                    pipe.get(p + key)
                 else:
                     pipe.exists(p + key)
             for key, kind, value in zip(chunk, types, pipe.execute(), strict=True):
@@ -200,7 +207,7 @@ class RedisReadModel(PrefixedRedis):
                     continue  # deleted while scanning
                 if kind == ZSET:
                     value = dict(value)
-                elif kind != HASH:
+                elif kind not in (HASH, STRING):
                     value = {}
                 found[key] = (kind, value)
         return found
@@ -303,6 +310,13 @@ class RedisReadModel(PrefixedRedis):
                                               if reply and not isinstance(reply, Exception)}
         found.update({key: (kind, {}) for key, kind in self.types(refused).items() if kind != "none"})
         return found
+
+    def texts(self, keys: list[str]) -> dict[str, str]:
+        """The value of each string key (a listing's JSON) that exists and is a string: one MGET."""
+        if not keys:
+            return {}
+        values = self.redis.mget([self.prefix + key for key in keys])  # nil for a missing or non-string key
+        return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
 
     def scores(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], float | None]:
         """The score of each (sorted set, member), None where it is not a member (or the key is no sorted set).

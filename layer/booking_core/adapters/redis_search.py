@@ -9,9 +9,9 @@ KEYS: the indexes to merge in (price, member) order (search_indexes(): one, or t
 ARGV: key prefix, max price ("+inf" or an integer), cursor price ("" for none), cursor member, limit, work
       budget, guests to check per candidate (0: none; set only above GUEST_BUCKETS), then the stay's nights.
 Returns {cursor price or "", cursor member or "", the page's items as one JSON array}: a cursor when more may
-follow. Each item is its hash's JSON_FIELD (the listing's public JSON, stored with the row by the replicator and
-reconcile), or, where a hash lacks it, written out here from the hash's fields the way decode_row() + json.dumps
-would (cjson escapes "/" as "\\/" and leaves non-ASCII as UTF-8: the same JSON values, other bytes).
+follow. Each item is the listing's JSON key (listing:{id}:json, its public JSON, written with the hash by the
+replicator and reconcile), or, where a listing lacks it, written out here from the hash's fields the way
+decode_row() + json.dumps would (cjson escapes "/" as "\\/" and leaves non-ASCII as UTF-8: the same JSON values, other bytes).
 Single instance only: the listing and nights keys it reads are derived inside the script (not in KEYS), which
 Redis Cluster would refuse (as it would the bucket KEYS of different slots); the read model lives in one Redis.
 docs/decisions.md (issue 18, the stored listing JSON) says why and what a cluster would need.
@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 
-from booking_core.domain.read_model import BOOL, FIELDS, INT, JSON_FIELD
+from booking_core.domain.read_model import BOOL, FIELDS, INT, json_key
 
 WORK_BUDGET = 4000  # units per request: one per candidate examined, plus one per night checked for it
 
@@ -39,7 +39,7 @@ def _fields_lua() -> str:
     return (f"local FIELD_NAMES = {{{', '.join(names)}}}\n"
             f"local FIELD_KINDS = {{{', '.join(kinds)}}}\n"
             f"local FIELD_LABELS = {{{', '.join(labels)}}}\n"
-            f"local JSON_FIELD = '{JSON_FIELD}'\n")
+            f"local JSON_SUFFIX = '{json_key(0).removeprefix('listing:0')}'\n")
 
 
 SCRIPT = _fields_lua() + """
@@ -123,9 +123,9 @@ if n > limit then
 elseif capped then
   reply = {string.format('%d', last[2]), last[1]}
 end
--- The page as the API's JSON text: each listing's own JSON as the replicator stored it with the row (JSON_FIELD),
+-- The page as the API's JSON text: each listing's own JSON as the replicator stored it with the row (its JSON key),
 -- so the API joins one string instead of decoding and re-encoding every item (that was the page's per-item cost).
--- A hash without it (written before the field existed, or damaged) is written out here from its fields instead.
+-- A listing without it (written before the key existed, or damaged) is written out here from its hash instead.
 local function written_out(key)
   local values = redis.call('HMGET', key, unpack(FIELD_NAMES))
   local parts = {}
@@ -148,7 +148,7 @@ local function written_out(key)
 end
 local items = {}
 for i = 1, n do
-  items[i] = redis.call('HGET', found[i][2], JSON_FIELD) or written_out(found[i][2])
+  items[i] = redis.call('GET', found[i][2] .. JSON_SUFFIX) or written_out(found[i][2])
 end
 reply[3] = '[' .. table.concat(items, ',') .. ']'
 return reply

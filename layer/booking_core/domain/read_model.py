@@ -3,8 +3,10 @@
 The replicator, reconcile and the read views share this one definition, and unit tests need no Redis.
 Keys here are relative: the adapter puts `config.redis_prefix()` in front of each.
 
-    listing:{id}               hash   the listing row, plus `_json`: the listing as the API answers it (public_json),
-                                      written with the row, so a search page is joined, not re-encoded
+    listing:{id}               hash   the listing row
+    listing:{id}:json          string the listing as the API answers it (public_json), written with the row in the
+                                      same call, so a search page is joined, not re-encoded; a key of its own keeps
+                                      the hash small enough for Redis's compact (listpack) encoding
     listings:by_price          zset   active listings, score = nightly_price_cents
     listings:city:{city}       zset   active listings of a city (casefolded), score = nightly_price_cents
     listings:guests:{n}        zset   active listings taking exactly n guests (n = GUEST_BUCKETS: that many or
@@ -25,7 +27,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import overload
+from typing import Any
 
 INT, STR, BOOL, DATE, TIMESTAMP = "int", "str", "bool", "date", "timestamp"
 # Bookings in these states occupy their nights (the write side's rule, repeated here for the read side).
@@ -47,7 +49,7 @@ ENTITIES = tuple(FIELDS)
 KEY_NAMES = {"users": "user", "listings": "listing", "bookings": "booking", "payments": "payment"}
 ENTITY_OF_KEY_NAME = {name: entity for entity, name in KEY_NAMES.items()}
 
-HASH, ZSET = "hash", "zset"
+HASH, ZSET, STRING = "hash", "zset", "string"
 PRICE_INDEX = "listings:by_price"
 # Capacity buckets: one per exact max_guests below this, and one for this many or more. A search for `guests=g`
 # merges buckets g..GUEST_BUCKETS in price order; above GUEST_BUCKETS it walks the top bucket and checks each
@@ -68,7 +70,8 @@ REGISTRY_CHUNK = 65536
 REGISTRY_MARKER = "replication:registry"
 REGISTRY_INDEXES = "replication:indexes"
 REGISTRY_BIG_IDS = "replication:bigkeys"
-REGISTRY_FAMILIES = ("user", "listing", "booking", "payment", "listing:nights", "user:bookings", "user:payments")
+REGISTRY_FAMILIES = ("user", "listing", "booking", "payment", "listing:nights", "listing:json", "user:bookings",
+                     "user:payments")
 
 
 def is_registry_key(key: str) -> bool:
@@ -93,6 +96,7 @@ def family_key(family: str, entity_id: int) -> str:
     return f"{name}:{entity_id}:{suffix}" if suffix else f"{name}:{entity_id}"
 
 _ROW_KEY = re.compile(r"^(user|listing|booking|payment):(\d+)$")
+_JSON_KEY = re.compile(r"^listing:(\d+):json$")
 _INDEX_KEY = re.compile(r"^(listings:by_price|listings:city:.*|listings:guests:\d+|listings:city_guests:\d+:.*"
                         r"|listing:\d+:nights|user:\d+:(bookings|payments))$")
 
@@ -132,6 +136,11 @@ def nights_key(listing_id: int) -> str:
     return f"listing:{listing_id}:nights"
 
 
+def json_key(listing_id: int) -> str:
+    """The listing's public JSON (public_json of its hash), a string key beside the hash."""
+    return f"listing:{listing_id}:json"
+
+
 def user_bookings_key(user_id: int) -> str:
     """The user's booking ids, score = id."""
     return f"user:{user_id}:bookings"
@@ -152,6 +161,11 @@ def is_row_key(key: str) -> bool:
     return _ROW_KEY.match(key) is not None
 
 
+def is_json_key(key: str) -> bool:
+    """A listing's JSON string: repaired whole, with its listing."""
+    return _JSON_KEY.match(key) is not None
+
+
 def is_index_key(key: str) -> bool:
     """Sorted sets and nights hashes: repaired member by member."""
     return _INDEX_KEY.match(key) is not None
@@ -164,7 +178,7 @@ def index_type(key: str) -> str:
 
 def is_model_key(key: str) -> bool:
     """Keys the replicator owns. Anything else under the prefix (the decision store's req:/wake:) is not ours."""
-    return is_row_key(key) or is_index_key(key)
+    return is_row_key(key) or is_index_key(key) or is_json_key(key)
 
 
 # -- rows <-> hashes ---------------------------------------------------------------------------------------
@@ -200,10 +214,12 @@ def decode_row(entity: str, stored: dict[str, str]) -> dict[str, int | bool | st
     return decoded
 
 
-# A listing hash's extra field: the listing's public JSON (decode_row, then JSON), kept with the row it is made of.
+# A listing's public JSON (decode_row, then JSON), kept in json_key(id) and written with the hash it is made of.
 # The search script returns these as they are, so a page of 20 costs the API one join rather than decoding and
-# encoding 20 rows; a hash without it (written before it existed, or damaged) is written out by the script itself.
-JSON_FIELD = "_json"
+# encoding 20 rows; a listing without it (written before it existed, or damaged) is written out by the script.
+# Not a field of the hash: 220 bytes there would push every listing hash out of Redis's listpack encoding
+# (hash-max-listpack-value 64) and quadruple its memory (decision log, issue 18).
+JSON_FIELD = "_json"  # where it was kept before: a hash still carrying it is rewritten without it
 
 
 def public_json(entity: str, stored: dict[str, str]) -> str:
@@ -211,19 +227,15 @@ def public_json(entity: str, stored: dict[str, str]) -> str:
     return json.dumps(decode_row(entity, stored), separators=(",", ":"))
 
 
-@overload
-def stored_hash(entity: str, encoded: dict[str, str]) -> dict[str, str]: ...
-@overload
-def stored_hash(entity: str, encoded: None) -> None: ...
-def stored_hash(entity: str, encoded: dict[str, str] | None) -> dict[str, str] | None:
-    """The hash a row is kept as: encode_row's strings, and for a listing also its public JSON (JSON_FIELD)."""
+def stored_json(entity: str, encoded: dict[str, str] | None) -> str | None:
+    """The JSON kept beside a listing's hash (json_key); None for other entities, a deleted row or a damaged hash
+    (not a MySQL row: no JSON, the search script writes the item itself)."""
     if encoded is None or entity != "listings":
-        return encoded
-    row = {name: value for name, value in encoded.items() if name != JSON_FIELD}
+        return None
     try:
-        return {**row, JSON_FIELD: public_json(entity, row)}
+        return public_json(entity, encoded)
     except ValueError:
-        return row  # a damaged hash (not a MySQL row): no JSON; the search script writes the item itself
+        return None
 
 
 # The columns memberships() reads: reconcile's orphan check of index members fetches only these.
@@ -319,6 +331,9 @@ class Plan:
         if mapping:
             self.ops.append(("hset", key, dict(mapping)))
 
+    def set(self, key: str, value: str) -> None:
+        self.ops.append(("set", key, value))
+
     def hdel(self, key: str, fields: list[str]) -> None:
         if fields:
             self.ops.append(("hdel", key, list(fields)))
@@ -331,13 +346,18 @@ def plan_row(plan: Plan, entity: str, entity_id: int, old: dict[str, str] | None
             new: dict[str, str] | None) -> None:
     """Write a row's whole Redis form: its hash, plus memberships moved from what `old` implied to `new`'s."""
     key = row_key(entity, entity_id)
-    new = stored_hash(entity, new)
     if new is None:
         plan.delete(key)
     elif old is not None and old.keys() - new.keys():
         plan.replace_hash(key, new)  # a field went NULL: only a rewrite drops it
     elif new != old:
         plan.hset(key, new)  # HSET overwrites every field the row has; no DELETE needed (half the commands)
+    if entity == "listings":
+        text = stored_json(entity, new)
+        if text is None:
+            plan.delete(json_key(entity_id))
+        else:
+            plan.set(json_key(entity_id), text)  # also when unchanged: heals a JSON key lost by other means
     wanted = memberships(entity, new)
     for zset_key, member in memberships(entity, old).keys() - wanted.keys():
         plan.zrem(zset_key, member)
@@ -376,14 +396,17 @@ def plan_listing_nights(plan: Plan, listing_id: int, spans: Iterable[tuple[dt.da
 # -- the whole model, for reconcile ------------------------------------------------------------------------
 
 def full_model(rows_by_entity: dict[str, list[dict]], occupying_bookings: Iterable[tuple[int, int, dt.date, dt.date]],
-               encoded: bool = False) -> dict[str, tuple[str, dict]]:
+               encoded: bool = False) -> dict[str, tuple[str, Any]]:
     """Every key the read model should hold for these MySQL rows (typed, or with `encoded` already as encode_row
-    writes them): key -> (type, hash fields | zset scores)."""
-    model: dict[str, tuple[str, dict]] = {}
+    writes them): key -> (type, hash fields | zset scores | a listing's JSON string)."""
+    model: dict[str, tuple[str, Any]] = {}
     for entity, rows in rows_by_entity.items():
         for row in rows:
-            stored = stored_hash(entity, row if encoded else encode_row(entity, row))
+            stored = row if encoded else encode_row(entity, row)
             model[row_key(entity, int(row["id"]))] = (HASH, stored)
+            text = stored_json(entity, stored)
+            if text is not None:
+                model[json_key(int(row["id"]))] = (STRING, text)
             for (zset_key, member), score in memberships(entity, stored).items():
                 model.setdefault(zset_key, (ZSET, {}))[1][member] = score
     by_listing: dict[int, list] = {}
@@ -424,12 +447,23 @@ class RepairReport:
                 + self.members_stale + self.members_orphan)
 
 
-def plan_repair(wanted: dict[str, tuple[str, dict]], actual: dict[str, tuple[str, dict]]) -> tuple[Plan, RepairReport]:
-    """Writes that turn `actual` (the model keys found in Redis) into `wanted`, and the count of each kind of drift."""
+def plan_repair(wanted: dict[str, tuple[str, Any]], actual: dict[str, tuple[str, Any]]) -> tuple[Plan, RepairReport]:
+    """Writes that turn `actual` (the model keys found in Redis) into `wanted`, and the count of each kind of drift.
+    A listing's JSON key missing or different counts its listing as stale (once, with its hash)."""
     plan, report = Plan(), RepairReport()
     for key in sorted(wanted.keys() | actual.keys()):
         want_type, want = wanted.get(key, (None, None))
         have_type, have = actual.get(key, (None, None))
+        if is_json_key(key):
+            if want is None:
+                report.rows_orphan += 1
+                plan.delete(key)
+            elif have_type != want_type or have != want:
+                row = key.removesuffix(":json")
+                if wanted.get(row) == actual.get(row):  # else the hash's own drift counted it already
+                    report.rows_stale += 1
+                plan.set(key, want)
+            continue
         if is_row_key(key):
             if want is None:
                 report.rows_orphan += 1

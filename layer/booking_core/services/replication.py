@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any
 
 from booking_core.domain.read_model import (
     ENTITIES,
@@ -21,13 +22,16 @@ from booking_core.domain.read_model import (
     FIELDS,
     HASH,
     MEMBERSHIP_COLUMNS,
+    STRING,
     ZSET,
     Plan,
     RepairReport,
     booking_span,
     full_model,
     index_type,
+    is_json_key,
     is_row_key,
+    json_key,
     memberships,
     nights_key,
     plan_listing_nights,
@@ -232,11 +236,15 @@ def _remove_orphans(snap: ChangeLog, read_model: ReadModel, report: RepairReport
         nights: dict[int, str] = {}
         # TYPE only for the sorted sets: a row hash is judged by its id alone, a nights hash by its listing, and a
         # wrong-typed one of either is found by the row pass (HGETALL refuses it) and rebuilt there.
-        indexes = [key for key in keys if not is_row_key(key) and index_type(key) == ZSET]
+        # A listing's JSON key is judged by its listing, like its nights.
+        indexes = [key for key in keys if not is_row_key(key) and not is_json_key(key) and index_type(key) == ZSET]
+        texts: dict[int, str] = {}
         for key in keys:
             if is_row_key(key):
                 name, raw_id = key.split(":")
                 rows.setdefault(ENTITY_OF_KEY_NAME[name], {})[int(raw_id)] = key
+            elif is_json_key(key):
+                texts[int(key.split(":")[1])] = key
             elif index_type(key) == HASH:
                 nights[int(key.split(":")[1])] = key
         for key, kind in read_model.types(indexes).items():
@@ -253,7 +261,11 @@ def _remove_orphans(snap: ChangeLog, read_model: ReadModel, report: RepairReport
                 if entity_id not in existing:
                     report.rows_orphan += 1
                     plan.delete(key)
-        listings = snap.existing_ids("listings", nights) if nights else set()
+        listings = snap.existing_ids("listings", [*nights, *texts]) if nights or texts else set()
+        for listing_id, key in texts.items():
+            if listing_id not in listings:
+                report.rows_orphan += 1
+                plan.delete(key)
         gone = [key for listing_id, key in nights.items() if listing_id not in listings]
         for key, (_, fields) in read_model.hashes(gone).items():
             report.members_orphan += len(fields)
@@ -292,7 +304,10 @@ def _repair_rows(snap: ChangeLog, read_model: ReadModel, entity: str, report: Re
             occupying = [(listing_id, *booking) for listing_id, bookings in by_listing.items() for booking in bookings]
             looked_up += [nights_key(entity_id) for entity_id in ids]
         wanted = full_model({entity: rows}, occupying, encoded=True)
-        actual = read_model.hashes(looked_up)
+        actual: dict[str, tuple[str, Any]] = dict(read_model.hashes(looked_up))
+        if entity == "listings":
+            # A missing, non-string or different JSON key: rewritten (SET replaces a key of any type).
+            actual.update({key: (STRING, text) for key, text in read_model.texts([json_key(i) for i in ids]).items()})
         pairs = [(key, member) for key, (kind, value) in wanted.items() if kind == ZSET for member in value]
         for (key, member), score in read_model.scores(pairs).items():
             if score is not None:
