@@ -123,9 +123,9 @@ def test_a_capped_page_carries_a_cursor_and_pages_never_repeat_a_listing(models,
     assert pages > 20
 
 
-def test_a_page_is_each_listings_api_json_whether_its_hash_carries_that_json_or_the_script_writes_it(redis_client):
-    """The script answers each listing's stored JSON (the replicator's), or for a hash without it writes the
-    item itself: both must be the JSON of the hash beside it, for any title (quotes, backslash, slash, control
+def test_a_page_is_each_listings_api_json_whether_its_json_key_holds_it_or_the_script_writes_it(redis_client):
+    """The script answers each listing's stored JSON (the replicator's listing:{id}:json), or for a listing without
+    it writes the item itself: both must be the JSON of the hash beside it, for any title (quotes, backslash, slash, control
     characters, non-ASCII) and a missing field; with the stored JSON the page is byte for byte what json.dumps
     made of the reference page before."""
     prefix = f"{config.redis_prefix()}searchjson{uuid.uuid4().hex[:8]}:"
